@@ -1,0 +1,201 @@
+"""Text -> Spec. Lark (LALR) parses `grammars/mmnas.lark`; a Transformer builds the AST.
+
+Syntax errors become a `SpecError` with the location, the offending token and the
+tokens the grammar expected there, named in words rather than as terminal names.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from mmnasdsl.errors import Diagnostic, SpecError
+from mmnasdsl.spec import (
+    Arg,
+    Call,
+    Choice,
+    DataDecl,
+    Group,
+    HeadDecl,
+    Ident,
+    InputDecl,
+    ListValue,
+    ModelDecl,
+    Mult,
+    Option,
+    PoolDecl,
+    Ratio,
+    Ref,
+    Repeat,
+    SectionDecl,
+    Span,
+    Spec,
+    StackDecl,
+)
+
+GRAMMAR = Path(__file__).resolve().parent / "grammars" / "mmnas.lark"
+
+# What a user should read instead of a terminal name in "expected ..." lists.
+_TOKEN_WORDS = {
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
+    "RATIO": "a ratio like 4:1", "MULT": "a multiplier like 4x", "EQUAL": "'='",
+    "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['",
+    "RSQB": "']'", "COMMA": "','", "VBAR": "'|'", "STAR": "'*'", "$END": "end of file",
+}
+
+
+@functools.cache
+def _parser() -> Lark:
+    return Lark(GRAMMAR.read_text(encoding="utf-8"), parser="lalr", propagate_positions=True,
+                maybe_placeholders=False)
+
+
+def _span(meta: Any) -> Span:
+    if getattr(meta, "empty", True):
+        return Span()
+    return Span(line=meta.line, column=meta.column, end_line=meta.end_line,
+                end_column=meta.end_column)
+
+
+def _tok_span(tok: Token) -> Span:
+    return Span(line=tok.line or 0, column=tok.column or 0, end_line=tok.end_line or 0,
+                end_column=tok.end_column or 0)
+
+
+@v_args(meta=True)
+class _ToSpec(Transformer):
+    """Lark tree -> Spec nodes, one method per grammar rule or alias."""
+
+    def start(self, meta, stmts):
+        return tuple(stmts)
+
+    def model(self, meta, c):
+        return ModelDecl(name=str(c[0]), options=tuple(c[1:]), span=_span(meta))
+
+    def input(self, meta, c):
+        return InputDecl(name=str(c[0]), source=c[1], span=_span(meta))
+
+    def pool(self, meta, c):
+        members = tuple(Ref(name=str(t), span=_tok_span(t)) for t in c[1:])
+        return PoolDecl(name=str(c[0]), members=members, span=_span(meta))
+
+    def stack_kind(self, meta, c):
+        return str(c[0])
+
+    section_kind = stack_kind
+
+    def stack_args(self, meta, c):
+        return c[0]
+
+    def stack(self, meta, c):
+        kind, stream, rest = c[0], c[1], list(c[2:])
+        guide = rest.pop(0) if rest and isinstance(rest[0], Token) else None
+        return StackDecl(kind=kind, stream=str(stream), guide=str(guide) if guide else None,
+                         guide_span=_tok_span(guide) if guide else Span(),
+                         body=tuple(rest), span=_span(meta))
+
+    def head(self, meta, c):
+        return HeadDecl(call=c[0], span=_span(meta))
+
+    def data(self, meta, c):
+        return DataDecl(call=c[0], span=_span(meta))
+
+    def section(self, meta, c):
+        return SectionDecl(kind=c[0], options=tuple(c[1:]), span=_span(meta))
+
+    def ref(self, meta, c):
+        return Ref(name=str(c[0]), span=_span(meta))
+
+    def choice(self, meta, c):
+        return Choice(options=tuple(Ref(name=str(t), span=_tok_span(t)) for t in c),
+                      span=_span(meta))
+
+    def group(self, meta, c):
+        return Group(body=tuple(c), span=_span(meta))
+
+    def repeat(self, meta, c):
+        unit, count = c
+        body = unit.body if isinstance(unit, Group) else (unit,)
+        return Repeat(body=body, count=int(count), span=_span(meta))
+
+    def option(self, meta, c):
+        return Option(key=str(c[0]), value=c[1], span=_span(meta))
+
+    def int_value(self, meta, c):
+        return int(c[0])
+
+    def float_value(self, meta, c):
+        return float(c[0])
+
+    def string_value(self, meta, c):
+        return bytes(str(c[0])[1:-1], "utf-8").decode("unicode_escape")
+
+    def ratio_value(self, meta, c):
+        left, right = str(c[0]).split(":")
+        return Ratio(left=int(left), right=int(right), span=_span(meta))
+
+    def mult_value(self, meta, c):
+        return Mult(factor=float(str(c[0])[:-1]), span=_span(meta))
+
+    def ident_value(self, meta, c):
+        return Ident(name=str(c[0]), span=_span(meta))
+
+    def list_value(self, meta, c):
+        return ListValue(items=tuple(c), span=_span(meta))
+
+    def call(self, meta, c):
+        return Call(name=str(c[0]), args=tuple(c[1:]), span=_span(meta))
+
+    def bare_call(self, meta, c):
+        return Call(name=str(c[0]), parens=False, span=_span(meta))
+
+    def kwarg(self, meta, c):
+        return Arg(key=str(c[0]), value=c[1], span=_span(meta))
+
+    def posarg(self, meta, c):
+        return Arg(value=c[0], span=_span(meta))
+
+
+def _expected(exc: UnexpectedInput) -> str:
+    names = getattr(exc, "expected", None) or getattr(exc, "allowed", None) or set()
+    words = sorted({_TOKEN_WORDS.get(n, repr(n.lower()) if n.isupper() else n) for n in names})
+    return ", ".join(words)
+
+
+def _syntax_error(exc: UnexpectedInput, source: str, text: str) -> SpecError:
+    line, col = getattr(exc, "line", 0) or 0, getattr(exc, "column", 0) or 0
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
+        message = f"unexpected character {char!r}"
+    elif isinstance(exc, UnexpectedEOF) or (
+        isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
+    ):
+        message = "unexpected end of file"
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+    else:
+        tok = exc.token  # type: ignore[attr-defined]
+        message = f"unexpected {tok!s}".strip() if tok.type == "NAME" else f"unexpected {tok!r}"
+        message = f"unexpected '{tok!s}'"
+    expected = _expected(exc)
+    hint = f"expected {expected}" if expected else None
+    span = Span(line=line, column=col, end_line=line, end_column=col + 1)
+    return SpecError([Diagnostic(message, span, hint)], source=source, text=text)
+
+
+def parse(text: str, source: str = "<string>") -> Spec:
+    """Parse spec text into a Spec (syntax only; `check` does the semantics).
+
+    Raises:
+        SpecError: for any syntax error, located, with the expected tokens.
+    """
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, source, text) from None
+    statements = _ToSpec().transform(tree)
+    return Spec(statements=statements, source=source)

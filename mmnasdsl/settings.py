@@ -1,0 +1,226 @@
+"""Typed, defaulted views of a spec's options: one pydantic schema per section.
+
+These schemas are the single table of what each section accepts: the checker validates
+options against them (unknown keys, types, ranges), the docs list them, and the compiler,
+data and search code read `model_settings(spec)` & co. instead of raw option lists.
+Head options live with their head (`mmnasdsl.heads`), schema and all.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mmnasdsl.spec import Arg, Call, Ident, ListValue, Mult, Option, Ratio, Spec, Value
+
+
+class Settings(BaseModel):
+    """Base of the option schemas: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSettings(Settings):
+    """`model NAME { ... }`: the backbone's sizes (paper §3, REFERENCE.md "Ops")."""
+
+    d_model: int = Field(512, ge=8, le=8192, description="model width d")
+    heads: int | None = Field(None, ge=1, le=128, description="attention heads (default d/head_dim)")
+    head_dim: int | None = Field(None, ge=1, le=1024, description="width per head (default 64)")
+    ffn: float = Field(4.0, gt=0, le=64, description="FFN hidden width as a multiple of d")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout in every op and the heads")
+    fused: int | None = Field(None, ge=1, description="fused width d_z (default 2d)")
+    bias: bool = Field(False, description="bias on the attention projections (reference: none)")
+    norm: Literal["standard", "reference"] = Field(
+        "standard", description="LayerNorm flavour: torch's, or the reference's (unbiased std)"
+    )
+    relation_dim: int = Field(64, ge=1, description="hidden width of the shared relation MLP")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelSettings:
+        if self.heads is not None and self.head_dim is not None:
+            if self.heads * self.head_dim != self.d_model:
+                raise ValueError(f"heads * head_dim = {self.heads * self.head_dim} "
+                                 f"is not d_model = {self.d_model}")
+        elif self.d_model % (self.heads or self.head_dim or 64):
+            what = f"heads = {self.heads}" if self.heads else f"head_dim = {self.head_dim or 64}"
+            raise ValueError(f"d_model = {self.d_model} is not divisible by {what}")
+        return self
+
+    @property
+    def n_heads(self) -> int:
+        return self.heads or self.d_model // (self.head_dim or 64)
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def d_fused(self) -> int:
+        return self.fused or 2 * self.d_model
+
+    @property
+    def d_ffn(self) -> int:
+        return round(self.ffn * self.d_model)
+
+
+class Embedding(Settings):
+    """`embed = glove(300)` (GloVe-initialised when vectors are given) or `learned(300)`."""
+
+    kind: Literal["glove", "learned"] = "glove"
+    dim: int = Field(300, ge=1, le=4096)
+
+
+class WordsInput(Settings):
+    """`input NAME = words(...)`: token ids -> embedding -> (LSTM) -> X."""
+
+    kind: Literal["words"] = "words"
+    max_len: int = Field(14, ge=1, le=1024, description="tokens kept per sentence")
+    embed: Embedding = Field(default_factory=Embedding, description="glove(dim) or learned(dim)")
+    lstm: bool = Field(True, description="a one-layer LSTM after the embedding")
+
+    @field_validator("embed", mode="before")
+    @classmethod
+    def _embed(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return {"kind": "learned", "dim": v}
+        if isinstance(v, dict) and "call" in v:
+            args = v["args"]
+            if len(args) > 1:
+                raise ValueError(f"{v['call']}(...) takes one argument, the embedding width")
+            return {"kind": v["call"], **({"dim": args[0]} if args else {})}
+        return v
+
+
+class ObjectsInput(Settings):
+    """`input NAME = objects(...)`: region features + boxes -> Linear -> Y (and R)."""
+
+    kind: Literal["objects"] = "objects"
+    max: int = Field(100, ge=1, le=4096, description="objects kept per image")
+    dim: int = Field(2048, ge=1, description="feature width per object")
+    relations: Literal["box4", "none"] = Field("box4", description="relation features for RSA")
+
+
+InputSettings = WordsInput | ObjectsInput
+INPUT_KINDS: dict[str, type[Settings]] = {"words": WordsInput, "objects": ObjectsInput}
+
+
+class SearchSettings(Settings):
+    """`search { ... }`: Algorithm 1's schedule (paper §4; REFERENCE.md "Search")."""
+
+    warmup: int = Field(50, ge=0, description="T_w: epochs of uniformly sampled W updates")
+    epochs: int = Field(20, ge=0, description="T_j: epochs of alternating W / θ updates")
+    update_ratio: int = Field(5, ge=1, description="u: W updates per θ update")
+    split: tuple[int, int] = Field((4, 1), description="|D_m| : |D_a|")
+    batch: int = Field(64, ge=1)
+    lr: float = Field(4e-4, gt=0, description="base lr of W (Adam)")
+    theta_lr: float = Field(0.1, gt=0, description="lr of the architecture logits θ (Adam)")
+    patience: int = Field(5, ge=1, description="early stop after this many epochs without change")
+    d_model: int | None = Field(None, ge=8, description="width during search (reference: 256)")
+    estimator: Literal["two", "one"] = Field("two", description="θ gradient estimator")
+    clip: float = Field(1.0, gt=0, description="gradient-norm clip of W")
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, tuple) and (len(v) != 2 or min(v) < 1):
+            raise ValueError("split needs two positive parts, like 4:1")
+        return v
+
+
+class TrainSettings(Settings):
+    """`train { ... }`: the final training schedule (REFERENCE.md "Final training")."""
+
+    epochs: int = Field(13, ge=1)
+    batch: int = Field(64, ge=1)
+    lr: float = Field(1.2e-4, gt=0, description="base learning rate (Adam 0.9/0.98)")
+    warmup: int = Field(3, ge=0, description="epochs of linear lr warm-up (1/4, 2/4, 3/4)")
+    decay_at: tuple[int, ...] = Field((10, 12), description="epochs after which lr x= decay")
+    decay: float = Field(0.2, gt=0, le=1)
+    clip: float = Field(1.0, gt=0, description="gradient-norm clip")
+
+
+class DataSettings(Settings):
+    """`data shapes(...)` (the built-in world) or `data h5(root = "DIR")` (imported stores)."""
+
+    source: Literal["shapes", "h5"] = "shapes"
+    root: str | None = Field(None, description="folder with train/val/test .h5 stores")
+    scenes: int = Field(2000, ge=10, description="shapes: scenes in the train split")
+    seed: int = Field(0, ge=0, description="shapes: generator seed")
+
+
+# ------------------------------------------------------------- option values -> python
+
+
+def to_python(value: Value) -> Any:
+    """An AST value as the plain Python a schema validates: `4x` -> 4.0, `4:1` -> (4, 1)."""
+    if isinstance(value, Ident):
+        return {"true": True, "false": False}.get(value.name, value.name)
+    if isinstance(value, Mult):
+        return value.factor
+    if isinstance(value, Ratio):
+        return (value.left, value.right)
+    if isinstance(value, ListValue):
+        return tuple(to_python(v) for v in value.items)
+    if isinstance(value, Call):
+        return {"call": value.name, "args": [to_python(a.value) for a in value.args if a.key is None],
+                **{a.key: to_python(a.value) for a in value.args if a.key is not None}}
+    return value
+
+
+def options_dict(options: tuple[Option, ...] | tuple[Arg, ...]) -> dict[str, Any]:
+    """Keyword options as a dict; a bare positional name `lstm` means `lstm = true`."""
+    out: dict[str, Any] = {}
+    for opt in options:
+        key = opt.key
+        if key is None:
+            if isinstance(opt.value, Ident):
+                out[opt.value.name] = True
+            continue
+        out[key] = to_python(opt.value)
+    return out
+
+
+# -------------------------------------------------------------- typed views of a spec
+
+
+def model_settings(spec: Spec, **overrides: Any) -> ModelSettings:
+    decl = spec.model
+    return ModelSettings(**{**(options_dict(decl.options) if decl else {}), **overrides})
+
+
+def input_settings(spec: Spec, name: str) -> InputSettings:
+    call = spec.inputs[name].source
+    return INPUT_KINDS[call.name](**options_dict(call.args))  # type: ignore[return-value]
+
+
+def search_settings(spec: Spec, **overrides: Any) -> SearchSettings:
+    sec = spec.section("search")
+    return SearchSettings(**{**(options_dict(sec.options) if sec else {}), **overrides})
+
+
+def train_settings(spec: Spec, **overrides: Any) -> TrainSettings:
+    sec = spec.section("train")
+    return TrainSettings(**{**(options_dict(sec.options) if sec else {}), **overrides})
+
+
+def data_settings(spec: Spec) -> DataSettings:
+    decl = spec.data
+    if decl is None:
+        return DataSettings()
+    return DataSettings(source=decl.call.name, **options_dict(decl.call.args))  # type: ignore[arg-type]
+
+
+def head_options(spec: Spec) -> dict[str, Any]:
+    """The head's options as plain Python; `mmnasdsl.heads` validates them per task."""
+    return options_dict(spec.head.call.args) if spec.head else {}
+
+
+def words_stream(spec: Spec) -> str | None:
+    """The name of the (first) words input."""
+    return next((n for n, d in spec.inputs.items() if d.source.name == "words"), None)
+
+
+def objects_stream(spec: Spec) -> str | None:
+    """The name of the (first) objects input."""
+    return next((n for n, d in spec.inputs.items() if d.source.name == "objects"), None)
