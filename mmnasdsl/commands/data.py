@@ -1,0 +1,241 @@
+"""`mmnasdsl data ...`: generate `shapes`, import community datasets, describe a store."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmnasdsl.errors import DataError, UsageError
+
+data_app = typer.Typer(
+    help="Feature stores: the built-in shapes world, importers, info.", no_args_is_help=True
+)
+import_app = typer.Typer(
+    help="Convert a community dataset into feature stores.", no_args_is_help=True
+)
+data_app.add_typer(import_app, name="import")
+console = Console(stderr=False)
+
+FeaturesOpt = Annotated[Path, typer.Option("--features", help="folder of .npz, BUTD .h5 or .tsv")]
+SkipOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-missing",
+        help="skip samples whose image has no features (counted) instead of failing",
+    ),
+]
+GloveOpt = Annotated[
+    Path | None,
+    typer.Option("--glove", help="GloVe text file: stored as text/glove in the train store"),
+]
+IdMapOpt = Annotated[
+    Path | None, typer.Option("--id-map", help="BUTD .h5: image id -> index map (.json or .pkl)")
+]
+MinWordOpt = Annotated[
+    int, typer.Option("--min-word-count", min=1, help="keep words seen this often in train")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
+
+
+@data_app.command("shapes")
+def shapes(
+    task: Annotated[str, typer.Option("--task", help="vqa, itm or vg")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="folder for train/val/test .h5")],
+    scenes: Annotated[
+        int, typer.Option("--scenes", min=10, help="train scenes (val, test: 1/4)")
+    ] = 2000,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+) -> None:
+    """Generate the built-in synthetic world for a task (deterministic for a seed)."""
+    from mmnasdsl.data.resolve import TASKS, generate_with_progress
+
+    if task not in TASKS:
+        raise UsageError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
+    generate_with_progress(task, out, scenes, seed)
+    for split in ("train", "val", "test"):
+        console.print(f"wrote {out / f'{split}.h5'}")
+
+
+@import_app.command("vqa2")
+def import_vqa2_cmd(
+    questions: Annotated[Path, typer.Option("--questions", help="v2_OpenEnded_*_questions.json")],
+    features: FeaturesOpt,
+    out: Annotated[Path, typer.Option("-o", "--out", help="the store to write (.h5)")],
+    annotations: Annotated[
+        Path | None,
+        typer.Option("--annotations", help="v2_mscoco_*_annotations.json (absent for test)"),
+    ] = None,
+    min_answer_count: Annotated[
+        int,
+        typer.Option(
+            "--min-answer-count", min=1, help="keep answers seen this often (9 = more than 8 times)"
+        ),
+    ] = 9,
+    answers_from: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--answers-from", help="annotation files to count answers over (e.g. train and val)"
+        ),
+    ] = None,
+    vocab_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--vocab-from", help="reuse the word and answer vocabularies of this (train) store"
+        ),
+    ] = None,
+    min_word_count: MinWordOpt = 1,
+    max_len: Annotated[int, typer.Option("--max-len", min=1)] = 14,
+    glove: GloveOpt = None,
+    id_map: IdMapOpt = None,
+    skip_missing: SkipOpt = False,
+) -> None:
+    """VQA-v2 questions (+ annotations) and features -> one VQA store."""
+    from mmnasdsl.data.importers import import_vqa2, open_features
+
+    summary = import_vqa2(
+        questions,
+        annotations,
+        open_features(features, id_map),
+        out,
+        min_answer_count=min_answer_count,
+        min_word_count=min_word_count,
+        max_len=max_len,
+        answers_from=answers_from,
+        vocab_from=vocab_from,
+        glove=glove,
+        skip_missing=skip_missing,
+    )
+    console.print(summary.line())
+
+
+@import_app.command("flickr30k")
+def import_flickr_cmd(
+    karpathy: Annotated[Path, typer.Option("--karpathy", help="dataset_flickr30k.json")],
+    features: FeaturesOpt,
+    out: Annotated[Path, typer.Option("-o", "--out", help="folder for train/val/test .h5")],
+    min_word_count: MinWordOpt = 1,
+    max_len: Annotated[int, typer.Option("--max-len", min=1)] = 50,
+    glove: GloveOpt = None,
+    id_map: IdMapOpt = None,
+    skip_missing: SkipOpt = False,
+) -> None:
+    """Flickr30K (Karpathy split) and features -> train/val/test ITM stores."""
+    from mmnasdsl.data.importers import import_flickr30k, open_features
+
+    for s in import_flickr30k(
+        karpathy,
+        open_features(features, id_map),
+        out,
+        min_word_count=min_word_count,
+        max_len=max_len,
+        glove=glove,
+        skip_missing=skip_missing,
+    ):
+        console.print(s.line())
+
+
+@import_app.command("refcoco")
+def import_refcoco_cmd(
+    refs: Annotated[Path, typer.Option("--refs", help="refs(unc).p / refs(umd).p")],
+    instances: Annotated[Path, typer.Option("--instances", help="COCO instances.json")],
+    features: FeaturesOpt,
+    out: Annotated[Path, typer.Option("-o", "--out", help="folder for <split>.h5")],
+    min_word_count: MinWordOpt = 1,
+    max_len: Annotated[int, typer.Option("--max-len", min=1)] = 14,
+    glove: GloveOpt = None,
+    id_map: IdMapOpt = None,
+    skip_missing: SkipOpt = False,
+) -> None:
+    """RefCOCO/+/g refs, COCO instances and features -> one VG store per split."""
+    from mmnasdsl.data.importers import import_refcoco, open_features
+
+    for s in import_refcoco(
+        refs,
+        instances,
+        open_features(features, id_map),
+        out,
+        min_word_count=min_word_count,
+        max_len=max_len,
+        glove=glove,
+        skip_missing=skip_missing,
+    ):
+        console.print(s.line())
+
+
+@data_app.command("info")
+def info(file: Annotated[Path, typer.Argument(help="a store (.h5)")]) -> None:
+    """Counts, shapes, vocabulary sizes and the object-count histogram of a store."""
+    from mmnasdsl.data.store import iter_keys, open_store
+
+    with open_store(file) as f:
+        console.print(_summary_table(f, file))
+        console.print(_histogram_table(np.diff(f["images/offsets"][:])))
+        keys = Table(title="datasets")
+        for col in ("key", "shape", "dtype"):
+            keys.add_column(col)
+        for key, ds in iter_keys(f):
+            keys.add_row(key, str(ds.shape), str(ds.dtype))
+        console.print(keys)
+
+
+def _summary_table(f: object, file: Path) -> Table:
+    import h5py
+
+    assert isinstance(f, h5py.File)
+    t = Table(title=str(file), show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    n_obj = np.diff(f["images/offsets"][:])
+    rows = [
+        ("task", str(f.attrs["task"])),
+        ("split", str(f.attrs.get("split", ""))),
+        ("source", str(f.attrs.get("source", ""))),
+        ("format version", str(f.attrs["format_version"])),
+        ("images", str(len(n_obj))),
+        ("objects", str(int(n_obj.sum()))),
+        (
+            "objects per image",
+            f"{n_obj.min()}-{n_obj.max()}, mean {n_obj.mean():.1f}" if len(n_obj) else "-",
+        ),
+        ("feature dim", str(f["images/features"].shape[1])),
+        ("samples", str(f["text/image"].shape[0])),
+        ("vocabulary", str(f["text/vocab"].shape[0])),
+        ("max tokens", str(int(np.diff(f["text/offsets"][:]).max(initial=0)))),
+    ]
+    if "vqa/answers" in f:
+        rows.append(("answer vocabulary", str(f["vqa/answers"].shape[0])))
+    if "text/glove" in f:
+        rows.append(("glove", str(f["text/glove"].shape)))
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+def _histogram_table(counts: np.ndarray) -> Table:
+    t = Table(title="objects per image")
+    t.add_column("objects", justify="right")
+    t.add_column("images", justify="right")
+    t.add_column("")
+    hist = np.bincount(counts) if len(counts) else np.zeros(0, int)
+    top = max(1, int(hist.max(initial=0)))
+    if len(hist) > 20:  # bin wide ranges (paper-sized stores: 10-100 objects)
+        edges = np.linspace(0, len(hist), 11).astype(int)
+        bins = [(f"{lo}-{hi - 1}", int(hist[lo:hi].sum())) for lo, hi in itertools.pairwise(edges)]
+        top = max(1, max(c for _, c in bins))
+    else:
+        bins = [(str(k), int(c)) for k, c in enumerate(hist) if c]
+    for label, c in bins:
+        t.add_row(label, str(c), "█" * round(30 * c / top))
+    return t
+
+
+__all__ = ["DataError", "register"]

@@ -1,0 +1,95 @@
+"""Flickr30K importer: Karpathy's `dataset_flickr30k.json` + features -> train/val/test ITM stores.
+
+One sample per caption (5 per image); `restval` images join train. The features' image id
+is the integer stem of `filename` (`1000092795.jpg` -> 1000092795), else `imgid`. The
+vocabulary is built on train captions and shared by the three stores; GloVe (optional)
+goes into the train store as `text/glove`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mmnasdsl.data.importers.common import (
+    Sample,
+    Summary,
+    load_glove,
+    need,
+    read_json,
+    write_samples,
+)
+from mmnasdsl.data.importers.features import FeatureSource
+from mmnasdsl.data.text import build_vocab, tokenize
+from mmnasdsl.errors import DataError
+
+SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
+CAPTIONS_PER_IMAGE = 5
+
+
+def image_key(record: dict[str, Any]) -> int:
+    stem = Path(str(record.get("filename", ""))).stem
+    return int(stem) if stem.isdigit() else int(record["imgid"])
+
+
+def read_karpathy(path: str | Path) -> dict[str, list[Sample]]:
+    """Samples per split (train/val/test); each image must have at least 5 captions."""
+    data = read_json(path, "Karpathy split")
+    need(data, ("images",), str(path))
+    out: dict[str, list[Sample]] = {s: [] for s in ("train", "val", "test")}
+    for k, img in enumerate(data["images"]):
+        where = f"{path}: images[{k}]"
+        need(img, ("split", "sentences", "imgid"), where)
+        split = SPLITS.get(img["split"])
+        if split is None:
+            raise DataError(f"{where}: split {img['split']!r} is not train/restval/val/test")
+        sents = img["sentences"]
+        if len(sents) < CAPTIONS_PER_IMAGE:
+            raise DataError(f"{where}: {len(sents)} captions, expected {CAPTIONS_PER_IMAGE}")
+        for j, s in enumerate(sents[:CAPTIONS_PER_IMAGE]):
+            need(s, ("raw",), f"{where}.sentences[{j}]")
+            out[split].append(
+                Sample(
+                    image_key(img),
+                    tuple(tokenize(s["raw"])),
+                    s["raw"],
+                    int(s.get("sentid", k * CAPTIONS_PER_IMAGE + j)),
+                    None,
+                    "caption",
+                )
+            )
+    return out
+
+
+def import_flickr30k(
+    karpathy: str | Path,
+    source: FeatureSource,
+    out_dir: str | Path,
+    *,
+    min_word_count: int = 1,
+    max_len: int = 50,
+    glove: str | Path | None = None,
+    skip_missing: bool = False,
+) -> list[Summary]:
+    """Write `out_dir/{train,val,test}.h5`."""
+    splits = read_karpathy(karpathy)
+    vocab = build_vocab((list(s.tokens) for s in splits["train"]), min_word_count)
+    summaries = []
+    for name, samples in splits.items():
+        if not samples:
+            continue
+        summaries.append(
+            write_samples(
+                Path(out_dir) / f"{name}.h5",
+                "itm",
+                samples,
+                source,
+                vocab=vocab,
+                max_len=max_len,
+                split=name,
+                origin=f"flickr30k {Path(karpathy).name}",
+                skip_missing=skip_missing,
+                glove=load_glove(glove, vocab) if name == "train" else None,
+            )
+        )
+    return summaries

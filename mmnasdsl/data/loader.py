@@ -1,0 +1,352 @@
+"""Batches from a feature store: a lazy torch Dataset, dynamic padding, optional bucketing.
+
+The HDF5 file is opened lazily once per process (h5py handles must not cross a fork), so
+the dataset is safe with DataLoader workers. Small arrays (offsets, boxes, token ids,
+labels) live in memory; object features are read per item, or cached whole when the
+store is small (the `shapes` world). Each batch is padded to its own longest sentence
+and largest object count, and the relation features R (paper §3.1) are computed once per
+batch, vectorised, in the collate function (so in the workers). Batch keys: docs/interfaces.md.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mmnasdsl.data.store import ANSWER_TYPES, open_store
+from mmnasdsl.errors import DataError
+from mmnasdsl.geometry import relation_features
+
+CACHE_BYTES = 512 << 20  # features up to this size are read into memory once
+PAD_BOX = (0.0, 0.0, 1.0, 1.0)
+
+Item = dict[str, Any]
+
+
+class FeatureDataset(Dataset):
+    """One split of a store; item i is sample i (a question, a caption, an expression).
+
+    Args:
+        path: the `.h5` store.
+        max_words: truncate sentences to this many tokens (the spec's `words(max_len)`).
+        max_objects: keep at most this many objects per image (the spec's `objects(max)`).
+        cache: read all features into memory (default: when they fit in `CACHE_BYTES`).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_words: int | None = None,
+        max_objects: int | None = None,
+        cache: bool | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.max_words, self.max_objects = max_words, max_objects
+        self._h5: h5py.File | None = None
+        self._pid = -1
+        self._raw_answers: np.ndarray | None = None
+        with open_store(self.path) as f:
+            self._read_common(f)
+            getattr(self, f"_read_{self.task}")(f)
+            n_feat = f["images/features"].size * 4
+            self._features = (
+                f["images/features"][:]
+                if (cache or (cache is None and n_feat <= CACHE_BYTES))
+                else None
+            )
+
+    # -- reading the small arrays once ----------------------------------------------------
+
+    def _read_common(self, f: h5py.File) -> None:
+        self.task: str = str(f.attrs["task"])
+        self.split: str = str(f.attrs.get("split", ""))
+        self.feature_dim = int(f["images/features"].shape[1])
+        self.image_offsets = f["images/offsets"][:]
+        self.boxes = f["images/boxes"][:]
+        self.image_size = f["images/size"][:]
+        self.image_ids = f["images/id"][:]
+        self.tokens = f["text/tokens"][:].astype(np.int64)
+        self.text_offsets = f["text/offsets"][:]
+        self.text_image = f["text/image"][:]
+        self.text_ids = f["text/id"][:]
+        self.vocab: list[str] = list(f["text/vocab"].asstr()[:])
+        self.glove = f["text/glove"][:] if "text/glove" in f else None
+
+    def _read_vqa(self, f: h5py.File) -> None:
+        self.answers: list[str] = list(f["vqa/answers"].asstr()[:])
+        self.answer_types: list[str] = list(ANSWER_TYPES)
+        self.families: list[str] = list(f["vqa/family_names"].asstr()[:])
+        self.question_answer_type = f["vqa/answer_type"][:].astype(np.int64)
+        self.question_family = f["vqa/family"][:].astype(np.int64)
+        self.score_offsets = f["vqa/score_offsets"][:]
+        self.score_ids = f["vqa/score_ids"][:].astype(np.int64)
+        self.score_values = f["vqa/score_values"][:]
+
+    def _read_itm(self, f: h5py.File) -> None:
+        pass
+
+    def _read_vg(self, f: h5py.File) -> None:
+        self.gt_box = f["vg/gt_box"][:]
+
+    # -- public views -----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.text_image)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def caption_image(self) -> np.ndarray:
+        """(n_captions,) image row of each caption (ITM; every sample for other tasks)."""
+        return self.text_image
+
+    @property
+    def question_ids(self) -> np.ndarray:
+        return self.text_ids
+
+    def object_counts(self, image_rows: np.ndarray | None = None) -> np.ndarray:
+        """Objects per image (after `max_objects`), for the given rows or every sample's image."""
+        rows = self.text_image if image_rows is None else np.asarray(image_rows)
+        counts = self.image_offsets[rows + 1] - self.image_offsets[rows]
+        return counts if self.max_objects is None else np.minimum(counts, self.max_objects)
+
+    def raw_answers(self, i: int) -> list[str]:
+        """The annotators' answers to question i (empty strings dropped), for VQA accuracy."""
+        if self._raw_answers is None:
+            self._raw_answers = self._file()["vqa/raw_answers"].asstr()[:]
+        return [a for a in self._raw_answers[i] if a]
+
+    def pairs(
+        self, images: Sequence[int], captions: Sequence[int], labels: Sequence[float]
+    ) -> PairDataset:
+        """Explicit (image row, caption row, label) samples: ITM hard negatives, score matrix."""
+        return PairDataset(self, images, captions, labels)
+
+    # -- items ----------------------------------------------------------------------------
+
+    def _file(self) -> h5py.File:
+        if self._h5 is None or self._pid != os.getpid():
+            self._h5 = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._h5
+
+    def image_part(self, row: int) -> Item:
+        """Features, boxes and size of image `row` (features read from disk unless cached)."""
+        lo, hi = int(self.image_offsets[row]), int(self.image_offsets[row + 1])
+        if self.max_objects is not None:
+            hi = min(hi, lo + self.max_objects)
+        if self._features is not None:
+            feats = self._features[lo:hi]
+        else:
+            feats = self._file()["images/features"][lo:hi]
+            if not np.isfinite(feats).all():
+                raise DataError(f"{self.path}: NaN or inf in the features of image row {row}")
+        return {"objects": feats, "boxes": self.boxes[lo:hi], "image_size": self.image_size[row]}
+
+    def text_part(self, row: int) -> Item:
+        lo, hi = int(self.text_offsets[row]), int(self.text_offsets[row + 1])
+        if self.max_words is not None:
+            hi = min(hi, lo + self.max_words)
+        return {"words": self.tokens[lo:hi]}
+
+    def __getitem__(self, i: int) -> Item:
+        item = {**self.image_part(int(self.text_image[i])), **self.text_part(i), "index": i}
+        if self.task == "vqa":
+            lo, hi = self.score_offsets[i], self.score_offsets[i + 1]
+            item.update(
+                score_ids=self.score_ids[lo:hi],
+                score_values=self.score_values[lo:hi],
+                answer_type=self.question_answer_type[i],
+                family=self.question_family[i],
+                n_answers=len(self.answers),
+            )
+        elif self.task == "itm":
+            item.update(label=1.0, image_id=int(self.text_image[i]), caption_id=i)
+        else:
+            item.update(gt_box=self.gt_box[i])
+        return item
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_h5"], state["_pid"] = None, -1
+        return state
+
+
+class PairDataset(Dataset):
+    """ITM samples given explicitly as (image row, caption row, label); `index` = pair row."""
+
+    def __init__(
+        self,
+        base: FeatureDataset,
+        images: Sequence[int],
+        captions: Sequence[int],
+        labels: Sequence[float],
+    ) -> None:
+        self.base = base
+        self.images = np.asarray(images, dtype=np.int64)
+        self.captions = np.asarray(captions, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.float32)
+        if not len(self.images) == len(self.captions) == len(self.labels):
+            raise ValueError("pairs: images, captions and labels differ in length")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def object_counts(self) -> np.ndarray:
+        return self.base.object_counts(self.images)
+
+    def __getitem__(self, k: int) -> Item:
+        img, cap = int(self.images[k]), int(self.captions[k])
+        return {
+            **self.base.image_part(img),
+            **self.base.text_part(cap),
+            "index": k,
+            "label": float(self.labels[k]),
+            "image_id": img,
+            "caption_id": cap,
+        }
+
+
+# ------------------------------------------------------------------------------- collate
+
+
+def collate(items: list[Item], relations: bool = True) -> dict[str, torch.Tensor]:
+    """Pad to the batch's longest sentence and largest object count; masks; R; labels."""
+    b = len(items)
+    n_words = np.array([len(it["words"]) for it in items])
+    n_obj = np.array([len(it["objects"]) for it in items])
+    t, n = max(1, int(n_words.max())), max(1, int(n_obj.max()))
+    words = np.zeros((b, t), np.int64)
+    objects = np.zeros((b, n, items[0]["objects"].shape[1]), np.float32)
+    boxes = np.tile(np.array(PAD_BOX, np.float32), (b, n, 1))
+    for k, it in enumerate(items):
+        words[k, : n_words[k]] = it["words"]
+        objects[k, : n_obj[k]] = it["objects"]
+        boxes[k, : n_obj[k]] = it["boxes"]
+    batch = {
+        "words": torch.from_numpy(words),
+        "words_mask": torch.from_numpy(np.arange(t) < n_words[:, None]),
+        "objects": torch.from_numpy(objects),
+        "objects_mask": torch.from_numpy(np.arange(n) < n_obj[:, None]),
+        "boxes": torch.from_numpy(boxes),
+        "image_size": torch.from_numpy(np.stack([it["image_size"] for it in items])).float(),
+        "index": torch.tensor([it["index"] for it in items], dtype=torch.int64),
+    }
+    if relations:
+        batch["relations"] = relation_features(batch["boxes"])
+    batch.update(_labels(items))
+    return batch
+
+
+def _labels(items: list[Item]) -> dict[str, torch.Tensor]:
+    first = items[0]
+    if "score_ids" in first:
+        scores = np.zeros((len(items), first["n_answers"]), np.float32)
+        rows = np.repeat(np.arange(len(items)), [len(it["score_ids"]) for it in items])
+        cols = np.concatenate([it["score_ids"] for it in items])
+        scores[rows, cols] = np.concatenate([it["score_values"] for it in items])
+        return {
+            "answer_scores": torch.from_numpy(scores),
+            "answer_type": torch.tensor([it["answer_type"] for it in items], dtype=torch.int64),
+            "family": torch.tensor([it["family"] for it in items], dtype=torch.int64),
+        }
+    if "label" in first:
+        return {
+            key: torch.tensor([it[key] for it in items], dtype=dtype)
+            for key, dtype in (
+                ("label", torch.float32),
+                ("image_id", torch.int64),
+                ("caption_id", torch.int64),
+            )
+        }
+    return {"gt_box": torch.from_numpy(np.stack([it["gt_box"] for it in items]).astype(np.float32))}
+
+
+# ------------------------------------------------------------------------------ batching
+
+
+class BatchPlan(Sampler[list[int]]):
+    """Batches of sample rows: shuffled per epoch from (seed, epoch), optionally bucketed.
+
+    Bucketing sorts the (shuffled) rows by object count and cuts batches from the sorted
+    order, so a batch pads to a near-equal count; the batch order is then shuffled.
+    """
+
+    def __init__(
+        self,
+        rows: np.ndarray,
+        counts: np.ndarray,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        bucket: bool,
+        drop_last: bool = False,
+    ) -> None:
+        self.rows, self.counts = rows, counts
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.bucket, self.drop_last = bucket, drop_last
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.rows) / self.batch_size
+        return math.floor(n) if self.drop_last else math.ceil(n)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        order = rng.permutation(len(self.rows)) if self.shuffle else np.arange(len(self.rows))
+        if self.bucket:
+            order = order[np.argsort(self.counts[order], kind="stable")]
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        if self.bucket and self.shuffle:
+            batches = [batches[j] for j in rng.permutation(len(batches))]
+        for batch in batches:
+            yield self.rows[batch].tolist()
+
+
+def make_loader(
+    dataset: FeatureDataset | PairDataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    indices: Sequence[int] | None = None,
+    relations: bool = True,
+    bucket: bool = False,
+    num_workers: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader over `dataset` (or the rows `indices` of it) yielding padded batches.
+
+    Args:
+        shuffle: a new order each epoch, drawn from (seed, epoch): reproducible runs.
+        relations: add `relations` (B, N, N, 4) computed from the padded boxes.
+        bucket: group samples of similar object count into batches (less padding).
+    """
+    rows = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
+    counts = dataset.object_counts()[rows]
+    plan = BatchPlan(
+        rows, counts, batch_size, shuffle=shuffle, seed=seed, bucket=bucket, drop_last=drop_last
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=plan,
+        num_workers=num_workers,
+        collate_fn=partial(collate, relations=relations),
+        persistent_workers=num_workers > 0,
+    )

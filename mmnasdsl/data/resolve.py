@@ -1,0 +1,111 @@
+"""Where a spec's data lives: the `--data` folder, an `h5(root)` folder, or a `shapes` cache.
+
+`shapes` data is generated on first use into `data/shapes/<task>-<scenes>-<seed>/` under
+$MMNASDSL_DATA (default: `data/` in the working directory), so every command runs on a
+fresh machine with no download and the second run reuses the files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mmnasdsl.data.loader import FeatureDataset
+from mmnasdsl.errors import DataError
+from mmnasdsl.settings import data_settings, input_settings
+from mmnasdsl.spec import Spec
+
+SPLIT_NAMES = ("train", "val", "test")
+TASKS = ("vqa", "itm", "vg")
+
+
+def spec_task(spec: Spec) -> str:
+    """The task named by the spec's head (`head vqa(...)` -> "vqa")."""
+    name = spec.head.call.name if spec.head else None
+    if name not in TASKS:
+        raise DataError(
+            f"{spec.source}: the head {name!r} names no data task "
+            f"(expected one of {', '.join(TASKS)})"
+        )
+    return name  # type: ignore[return-value]
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("MMNASDSL_DATA", "data"))
+
+
+def shapes_folder(task: str, scenes: int, seed: int) -> Path:
+    return data_root() / "shapes" / f"{task}-{scenes}-{seed}"
+
+
+def resolve(spec: Spec, data: str | None = None) -> Path:
+    """The folder with train.h5/val.h5/test.h5 for this spec; generates `shapes` when missing.
+
+    Args:
+        spec: a checked spec; its head names the task, its `data` section the source.
+        data: the `--data` flag, which wins over the spec.
+    """
+    if data is not None:
+        return _existing(Path(data), "--data")
+    settings = data_settings(spec)
+    if settings.source == "h5":
+        if not settings.root:
+            raise DataError(f'{spec.source}: data h5(...) needs root = "FOLDER"')
+        return _existing(Path(settings.root), "data h5(root)")
+    task = spec_task(spec)
+    folder = shapes_folder(task, settings.scenes, settings.seed)
+    if not all((folder / f"{s}.h5").is_file() for s in SPLIT_NAMES):
+        generate_with_progress(task, folder, settings.scenes, settings.seed)
+    return folder
+
+
+def _existing(folder: Path, what: str) -> Path:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such data folder (from {what})")
+    return folder
+
+
+def generate_with_progress(task: str, folder: Path, scenes: int, seed: int) -> None:
+    """Generate `shapes` stores with a rich progress bar on stderr."""
+    from rich.progress import Progress
+
+    from mmnasdsl.data.shapes import generate, split_sizes
+
+    total = sum(split_sizes(scenes).values())
+    with Progress(transient=True) as bar:
+        job = bar.add_task(f"generating shapes {task} ({scenes} scenes) in {folder}", total=total)
+        generate(task, folder, scenes, seed, progress=lambda n: bar.advance(job, n))
+
+
+def open_split(folder: str | Path, split: str, spec: Spec | None = None) -> FeatureDataset:
+    """One split of a data folder (`<folder>/<split>.h5`) as a lazy FeatureDataset.
+
+    With a spec, sentences and object lists are cut to its `words(max_len)` and
+    `objects(max)`.
+    """
+    path = Path(folder) / f"{split}.h5"
+    if not path.is_file():
+        raise DataError(f"{path}: no '{split}' split in {folder}")
+    if spec is None:
+        return FeatureDataset(path)
+    limits, dim = _limits(spec)
+    dataset = FeatureDataset(path, **limits)
+    if dim is not None and dataset.feature_dim != dim:
+        raise DataError(
+            f"{path}: object features are {dataset.feature_dim}-d but "
+            f"{spec.source} declares objects(dim = {dim})"
+        )
+    return dataset
+
+
+def _limits(spec: Spec) -> tuple[dict[str, int], int | None]:
+    """Cut lengths from the spec's inputs, and its declared object feature width."""
+    out, dim = {}, None
+    for name, decl in spec.inputs.items():
+        s = input_settings(spec, name)
+        if decl.source.name == "words":
+            out["max_words"] = s.max_len  # type: ignore[union-attr]
+        elif decl.source.name == "objects":
+            out["max_objects"] = s.max  # type: ignore[union-attr]
+            dim = s.dim  # type: ignore[union-attr]
+    return out, dim
