@@ -7,6 +7,8 @@ tokens the grammar expected there, named in words rather than as terminal names.
 from __future__ import annotations
 
 import functools
+import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,12 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from mmnasdsl.errors import Diagnostic, SpecError
+from mmnasdsl.registry import did_you_mean
 from mmnasdsl.spec import (
     Arg,
     Call,
     Choice,
+    Comment,
     DataDecl,
     Group,
     HeadDecl,
@@ -49,9 +53,30 @@ _TOKEN_WORDS = {
 
 
 @functools.cache
+def _grammar() -> str:
+    return GRAMMAR.read_text(encoding="utf-8")
+
+
+_comment_sink = threading.local()
+
+
+def _collect_comment(tok: Token) -> Token:
+    sink = getattr(_comment_sink, "tokens", None)
+    if sink is not None:
+        sink.append(tok)
+    return tok
+
+
+@functools.cache
 def _parser() -> Lark:
-    return Lark(GRAMMAR.read_text(encoding="utf-8"), parser="lalr", propagate_positions=True,
-                maybe_placeholders=False)
+    """The LALR parser, built once. Comments are ignored by the grammar, but a lexer
+    callback hands them to the running `parse` call (thread-local) for the formatter.
+
+    The basic (not contextual) lexer makes keywords reserved everywhere, so a missing
+    sequence (`encoder text =` then `decoder ...`) fails at `decoder`, not three tokens on.
+    """
+    return Lark(_grammar(), parser="lalr", lexer="basic", propagate_positions=True,
+                maybe_placeholders=False, lexer_callbacks={"COMMENT": _collect_comment})
 
 
 def _span(meta: Any) -> Span:
@@ -59,6 +84,28 @@ def _span(meta: Any) -> Span:
         return Span()
     return Span(line=meta.line, column=meta.column, end_line=meta.end_line,
                 end_column=meta.end_column)
+
+
+class _Located:
+    """A value with the span of its text, until `option`/`kwarg`/`posarg` unwrap it."""
+
+    __slots__ = ("span", "value")
+
+    def __init__(self, value: Any, span: Span) -> None:
+        self.value, self.span = value, span
+
+
+def _unwrap(v: Any) -> tuple[Any, Span]:
+    return (v.value, v.span) if isinstance(v, _Located) else (v, getattr(v, "span", Span()))
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+
+
+def unescape(body: str) -> str:
+    """The inverse of `format.quote`: `\\n`, `\\t`, `\\r` are control characters and
+    `\\X` is X; everything else (any Unicode) is itself."""
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
 
 
 def _tok_span(tok: Token) -> Span:
@@ -94,7 +141,8 @@ class _ToSpec(Transformer):
     def stack(self, meta, c):
         kind, stream, rest = c[0], c[1], list(c[2:])
         guide = rest.pop(0) if rest and isinstance(rest[0], Token) else None
-        return StackDecl(kind=kind, stream=str(stream), guide=str(guide) if guide else None,
+        return StackDecl(kind=kind, stream=str(stream), stream_span=_tok_span(stream),
+                         guide=str(guide) if guide else None,
                          guide_span=_tok_span(guide) if guide else Span(),
                          body=tuple(rest), span=_span(meta))
 
@@ -123,16 +171,17 @@ class _ToSpec(Transformer):
         return Repeat(body=body, count=int(count), span=_span(meta))
 
     def option(self, meta, c):
-        return Option(key=str(c[0]), value=c[1], span=_span(meta))
+        value, vspan = _unwrap(c[1])
+        return Option(key=str(c[0]), value=value, value_span=vspan, span=_span(meta))
 
     def int_value(self, meta, c):
-        return int(c[0])
+        return _Located(int(c[0]), _tok_span(c[0]))
 
     def float_value(self, meta, c):
-        return float(c[0])
+        return _Located(float(c[0]), _tok_span(c[0]))
 
     def string_value(self, meta, c):
-        return bytes(str(c[0])[1:-1], "utf-8").decode("unicode_escape")
+        return _Located(unescape(str(c[0])[1:-1]), _tok_span(c[0]))
 
     def ratio_value(self, meta, c):
         left, right = str(c[0]).split(":")
@@ -145,7 +194,7 @@ class _ToSpec(Transformer):
         return Ident(name=str(c[0]), span=_span(meta))
 
     def list_value(self, meta, c):
-        return ListValue(items=tuple(c), span=_span(meta))
+        return ListValue(items=tuple(_unwrap(v)[0] for v in c), span=_span(meta))
 
     def call(self, meta, c):
         return Call(name=str(c[0]), args=tuple(c[1:]), span=_span(meta))
@@ -154,16 +203,38 @@ class _ToSpec(Transformer):
         return Call(name=str(c[0]), parens=False, span=_span(meta))
 
     def kwarg(self, meta, c):
-        return Arg(key=str(c[0]), value=c[1], span=_span(meta))
+        value, vspan = _unwrap(c[1])
+        return Arg(key=str(c[0]), value=value, value_span=vspan, span=_span(meta))
 
     def posarg(self, meta, c):
-        return Arg(value=c[0], span=_span(meta))
+        value, vspan = _unwrap(c[0])
+        return Arg(value=value, value_span=vspan, span=vspan if vspan.line else _span(meta))
+
+
+def _expected_names(exc: UnexpectedInput) -> set[str]:
+    return set(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or set())
+
+
+def _keyword(name: str) -> str | None:
+    """The literal text of an anonymous keyword terminal (`MODEL` -> 'model'), else None."""
+    for term in _parser().terminals:
+        if term.name == name and term.pattern.type == "str":
+            return str(term.pattern.value)
+    return None
 
 
 def _expected(exc: UnexpectedInput) -> str:
-    names = getattr(exc, "expected", None) or getattr(exc, "allowed", None) or set()
-    words = sorted({_TOKEN_WORDS.get(n, repr(n.lower()) if n.isupper() else n) for n in names})
-    return ", ".join(words)
+    words = set()
+    for n in _expected_names(exc):
+        kw = _keyword(n) if n not in _TOKEN_WORDS else None
+        words.add(repr(kw) if kw else _TOKEN_WORDS.get(n, n))
+    return ", ".join(sorted(words))
+
+
+def _keyword_suggestion(exc: UnexpectedInput, word: str) -> str:
+    """` (did you mean 'search'?)` when a misspelt keyword stands where keywords may."""
+    keywords = [k for k in (_keyword(n) for n in _expected_names(exc)) if k and k.isalpha()]
+    return did_you_mean(word, keywords) if keywords else ""
 
 
 def _syntax_error(exc: UnexpectedInput, source: str, text: str) -> SpecError:
@@ -179,11 +250,15 @@ def _syntax_error(exc: UnexpectedInput, source: str, text: str) -> SpecError:
         line, col = len(lines), len(lines[-1]) + 1
     else:
         tok = exc.token  # type: ignore[attr-defined]
-        message = f"unexpected {tok!s}".strip() if tok.type == "NAME" else f"unexpected {tok!r}"
         message = f"unexpected '{tok!s}'"
+        if tok.type == "NAME":
+            message += _keyword_suggestion(exc, str(tok))
     expected = _expected(exc)
     hint = f"expected {expected}" if expected else None
-    span = Span(line=line, column=col, end_line=line, end_column=col + 1)
+    width = 1
+    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        width = len(str(exc.token))
+    span = Span(line=line, column=col, end_line=line, end_column=col + max(width, 1))
     return SpecError([Diagnostic(message, span, hint)], source=source, text=text)
 
 
@@ -193,9 +268,14 @@ def parse(text: str, source: str = "<string>") -> Spec:
     Raises:
         SpecError: for any syntax error, located, with the expected tokens.
     """
+    comments: list[Token] = []
+    _comment_sink.tokens = comments
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, source, text) from None
+    finally:
+        _comment_sink.tokens = None
     statements = _ToSpec().transform(tree)
-    return Spec(statements=statements, source=source)
+    kept = tuple(Comment(text=str(t).rstrip(), span=_tok_span(t)) for t in comments)
+    return Spec(statements=statements, source=source, comments=kept)

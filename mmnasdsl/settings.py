@@ -25,7 +25,9 @@ class ModelSettings(Settings):
     """`model NAME { ... }`: the backbone's sizes (paper §3, REFERENCE.md "Ops")."""
 
     d_model: int = Field(512, ge=8, le=8192, description="model width d")
-    heads: int | None = Field(None, ge=1, le=128, description="attention heads (default d/head_dim)")
+    heads: int | None = Field(
+        None, ge=1, le=128, description="attention heads (default d/head_dim)"
+    )
     head_dim: int | None = Field(None, ge=1, le=1024, description="width per head (default 64)")
     ffn: float = Field(4.0, gt=0, le=64, description="FFN hidden width as a multiple of d")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout in every op and the heads")
@@ -76,7 +78,10 @@ class WordsInput(Settings):
 
     kind: Literal["words"] = "words"
     max_len: int = Field(14, ge=1, le=1024, description="tokens kept per sentence")
-    embed: Embedding = Field(default_factory=Embedding, description="glove(dim) or learned(dim)")
+    embed: Embedding = Field(
+        default_factory=Embedding,
+        description="token embedding; glove is initialised from vectors when given",
+    )
     lstm: bool = Field(True, description="a one-layer LSTM after the embedding")
 
     @field_validator("embed", mode="before")
@@ -84,6 +89,8 @@ class WordsInput(Settings):
     def _embed(cls, v: Any) -> Any:
         if isinstance(v, int) and not isinstance(v, bool):
             return {"kind": "learned", "dim": v}
+        if isinstance(v, str):  # `embed = glove`: the kind at its default width
+            return {"kind": v}
         if isinstance(v, dict) and "call" in v:
             args = v["args"]
             if len(args) > 1:
@@ -112,7 +119,7 @@ class SearchSettings(Settings):
     epochs: int = Field(20, ge=0, description="T_j: epochs of alternating W / θ updates")
     update_ratio: int = Field(5, ge=1, description="u: W updates per θ update")
     split: tuple[int, int] = Field((4, 1), description="|D_m| : |D_a|")
-    batch: int = Field(64, ge=1)
+    batch: int = Field(64, ge=1, description="samples per W or θ step")
     lr: float = Field(4e-4, gt=0, description="base lr of W (Adam)")
     theta_lr: float = Field(0.1, gt=0, description="lr of the architecture logits θ (Adam)")
     patience: int = Field(5, ge=1, description="early stop after this many epochs without change")
@@ -131,12 +138,12 @@ class SearchSettings(Settings):
 class TrainSettings(Settings):
     """`train { ... }`: the final training schedule (REFERENCE.md "Final training")."""
 
-    epochs: int = Field(13, ge=1)
-    batch: int = Field(64, ge=1)
+    epochs: int = Field(13, ge=1, description="training epochs")
+    batch: int = Field(64, ge=1, description="samples per step")
     lr: float = Field(1.2e-4, gt=0, description="base learning rate (Adam 0.9/0.98)")
     warmup: int = Field(3, ge=0, description="epochs of linear lr warm-up (1/4, 2/4, 3/4)")
     decay_at: tuple[int, ...] = Field((10, 12), description="epochs after which lr x= decay")
-    decay: float = Field(0.2, gt=0, le=1)
+    decay: float = Field(0.2, gt=0, le=1, description="lr factor at each decay_at epoch")
     clip: float = Field(1.0, gt=0, description="gradient-norm clip")
 
 
@@ -147,6 +154,12 @@ class DataSettings(Settings):
     root: str | None = Field(None, description="folder with train/val/test .h5 stores")
     scenes: int = Field(2000, ge=10, description="shapes: scenes in the train split")
     seed: int = Field(0, ge=0, description="shapes: generator seed")
+
+    @model_validator(mode="after")
+    def _h5_root(self) -> DataSettings:
+        if self.source == "h5" and not self.root:
+            raise ValueError('h5 data needs root = "DIR", the folder of its .h5 stores')
+        return self
 
 
 # ------------------------------------------------------------- option values -> python
@@ -163,7 +176,8 @@ def to_python(value: Value) -> Any:
     if isinstance(value, ListValue):
         return tuple(to_python(v) for v in value.items)
     if isinstance(value, Call):
-        return {"call": value.name, "args": [to_python(a.value) for a in value.args if a.key is None],
+        positional = [to_python(a.value) for a in value.args if a.key is None]
+        return {"call": value.name, "args": positional,
                 **{a.key: to_python(a.value) for a in value.args if a.key is not None}}
     return value
 

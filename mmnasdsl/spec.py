@@ -36,9 +36,10 @@ class Node(BaseModel):
     span: Span = Field(default=NO_SPAN, repr=False)
 
     def _key(self) -> tuple[Any, ...]:
-        return (type(self).__name__,) + tuple(
-            getattr(self, name) for name in type(self).model_fields if name != "span"
-        )
+        # Every Span-valued field (`span`, `guide_span`, `value_span`) is position, not meaning.
+        fields = type(self).model_fields
+        meaning = (getattr(self, n) for n in fields if n != "span" and not n.endswith("_span"))
+        return (type(self).__name__, *meaning)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Node) and self._key() == other._key()
@@ -84,6 +85,7 @@ class Arg(Node):
 
     key: str | None = None
     value: Value
+    value_span: Span = Field(default=NO_SPAN, repr=False)
 
 
 class Call(Node):
@@ -103,6 +105,7 @@ class Option(Node):
 
     key: str
     value: Value
+    value_span: Span = Field(default=NO_SPAN, repr=False)
 
 
 # -------------------------------------------------------------------------- sequences
@@ -169,6 +172,7 @@ class StackDecl(Node):
 
     kind: Literal["encoder", "decoder"]
     stream: str
+    stream_span: Span = Field(default=NO_SPAN, repr=False)
     guide: str | None = None
     guide_span: Span = Field(default=NO_SPAN, repr=False)
     body: tuple[Item, ...]
@@ -214,13 +218,24 @@ class Block(BaseModel):
         return len(self.choices) > 1
 
 
+class Comment(Node):
+    """A `# ...` comment and its position; kept so `format_spec` can put it back."""
+
+    text: str
+
+
 class Spec(Node):
-    """A whole `.mmnas` file: statements in source order, plus the file name for errors."""
+    """A whole `.mmnas` file: statements in source order, plus the file name for errors.
+
+    `comments` are the file's comments with their spans; like the file name they are not
+    part of what a spec says, so equality ignores them.
+    """
 
     statements: tuple[Statement, ...] = ()
     source: str = Field(default="<string>", repr=False)
+    comments: tuple[Comment, ...] = Field(default=(), repr=False)
 
-    def _key(self) -> tuple[Any, ...]:  # the file name is not part of what a spec says
+    def _key(self) -> tuple[Any, ...]:  # the file name and comments are not what a spec says
         return ("Spec", self.statements)
 
     # -- lookups (first match; the checker reports duplicates) -------------------------
@@ -282,6 +297,12 @@ class Spec(Node):
             size *= len(block.choices)
         return size
 
+    def to_text(self, header: str | None = None) -> str:
+        """The canonical text of this spec (`mmnasdsl.format.format_spec`), comments kept."""
+        from mmnasdsl.format import format_spec
+
+        return format_spec(self, header)
+
     def replace_stacks(self, ops: dict[str, list[str]]) -> Spec:
         """A copy whose stacks are the given op lists (by stack kind): the searcher's output."""
         stmts = []
@@ -303,7 +324,9 @@ def _pool_members(name: str, pools: dict[str, PoolDecl], seen: frozenset[str]) -
     return tuple(out)
 
 
-def _expand(items: tuple[Item, ...], pools: dict[str, PoolDecl]) -> list[tuple[tuple[str, ...], Span]]:
+def _expand(
+    items: tuple[Item, ...], pools: dict[str, PoolDecl]
+) -> list[tuple[tuple[str, ...], Span]]:
     out: list[tuple[tuple[str, ...], Span]] = []
     for item in items:
         if isinstance(item, Ref):
@@ -332,7 +355,8 @@ def compress(ops: list[str]) -> tuple[Item, ...]:
         best_p, best_n = 1, 1
         for p in range(1, 9):
             n = 1
-            while ops[i + n * p : i + (n + 1) * p] == ops[i : i + p] and i + (n + 1) * p <= len(ops):
+            period = ops[i : i + p]
+            while i + (n + 1) * p <= len(ops) and ops[i + n * p : i + (n + 1) * p] == period:
                 n += 1
             if n > 1 and n * p > best_n * best_p:
                 best_p, best_n = p, n

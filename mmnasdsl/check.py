@@ -1,0 +1,707 @@
+"""Semantic checks on a parsed Spec: names, option values, guides, relations, heads.
+
+`check` collects every problem it finds and raises them together as one `SpecError`,
+sorted by position, so a user fixes a spec in one pass. Each problem points at the text
+that caused it and says what was expected. The option schemas of `mmnasdsl.settings`
+and of each head are the single source of what an option may be; this module only maps
+their validation errors back onto the spec's spans. Ops and heads come from their
+registries (imported lazily: they pull in torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from mmnasdsl.errors import Diagnostic, SpecError
+from mmnasdsl.registry import did_you_mean
+from mmnasdsl.settings import (
+    INPUT_KINDS,
+    DataSettings,
+    ModelSettings,
+    SearchSettings,
+    TrainSettings,
+    options_dict,
+)
+from mmnasdsl.spec import (
+    Arg,
+    Choice,
+    DataDecl,
+    HeadDecl,
+    Ident,
+    InputDecl,
+    Item,
+    ModelDecl,
+    Option,
+    PoolDecl,
+    Ref,
+    Repeat,
+    SectionDecl,
+    Span,
+    Spec,
+    StackDecl,
+)
+
+# More blocks than any sensible network; also keeps a typo like `SA * 10000000` from
+# expanding into millions of blocks before it is reported.
+MAX_BLOCKS = 4096
+
+SECTIONS: dict[str, type[BaseModel]] = {"search": SearchSettings, "train": TrainSettings}
+
+
+def _ops() -> dict[str, tuple[str, ...]]:
+    """Registered op name -> what it needs ("guide", "relations")."""
+    from mmnasdsl.ops import OPS
+
+    return {name: tuple(getattr(OPS.get(name), "needs", ())) for name in OPS.names()}
+
+
+def _heads() -> dict[str, Any]:
+    from mmnasdsl.heads import HEADS
+
+    return {name: HEADS.get(name) for name in HEADS.names()}
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+def _at(span: Span) -> str:
+    return f"{span.line}:{span.column}"
+
+
+def _one_of(names: Iterable[str]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    if len(quoted) <= 1:
+        return "".join(quoted)
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+class Checker:
+    """One pass over a spec, gathering diagnostics; `run` returns them by position."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.ops = _ops()
+        self.heads = _heads()
+        self.diags: list[Diagnostic] = []
+
+    def error(self, message: str, span: Span, hint: str | None = None) -> None:
+        self.diags.append(Diagnostic(message, span, hint))
+
+    def run(self) -> list[Diagnostic]:
+        for step in (
+            self.check_singletons,
+            self.check_required,
+            self.check_model,
+            self.check_inputs,
+            self.check_pools,
+            self.check_stacks,
+            self.check_guides,
+            self.check_head,
+            self.check_data,
+            self.check_sections,
+        ):
+            step()
+        return sorted(self.diags, key=lambda d: (d.span.line, d.span.column))
+
+    # -- statements --------------------------------------------------------------------
+
+    def check_singletons(self) -> None:
+        """At most one model, head, data and section of each kind: later ones would be ignored."""
+        seen: dict[str, Span] = {}
+        for stmt in self.spec.statements:
+            what = _singleton_kind(stmt)
+            if what is None:
+                continue
+            if what in seen:
+                self.error(
+                    f"duplicate {what} statement (the first is at {_at(seen[what])})",
+                    stmt.span,
+                    "expected one per spec; merge the two",
+                )
+            else:
+                seen[what] = stmt.span
+
+    def check_required(self) -> None:
+        """A network needs inputs, blocks and a head; the model section is optional."""
+        end = _end_span(self.spec)
+        if not self.spec.inputs:
+            self.error(
+                "the spec declares no input",
+                end,
+                "expected `input NAME = words(...)` or `input NAME = objects(...)`",
+            )
+        if not self.spec.stacks:
+            self.error(
+                "the spec declares no encoder or decoder stack",
+                end,
+                "expected e.g. `encoder text = SA FFN`",
+            )
+        if self.spec.head is None:
+            self.error(
+                "the spec declares no head",
+                end,
+                f"expected `head TASK(...)` with TASK one of {_one_of(self.heads)}",
+            )
+
+    def check_model(self) -> None:
+        decl = self.spec.model
+        if decl is None:
+            return
+        self.validate(ModelSettings, decl.options, decl.span, "model option")
+
+    def check_inputs(self) -> None:
+        seen: dict[str, Span] = {}
+        kinds: dict[str, str] = {}
+        for decl in self.spec.of_type(InputDecl):
+            if decl.name in seen:
+                self.error(
+                    f"duplicate input '{decl.name}' (the first is at {_at(seen[decl.name])})",
+                    decl.span,
+                    "expected each input name once",
+                )
+                continue
+            seen[decl.name] = decl.span
+            self.check_input(decl, kinds)
+
+    def check_input(self, decl: InputDecl, kinds: dict[str, str]) -> None:
+        call = decl.source
+        schema = INPUT_KINDS.get(call.name)
+        if schema is None:
+            self.error(
+                f"unknown input kind '{call.name}'{did_you_mean(call.name, list(INPUT_KINDS))}",
+                call.span,
+                f"expected {_one_of(INPUT_KINDS)}",
+            )
+            return
+        if call.name in kinds:
+            self.error(
+                f"a second {call.name} input '{decl.name}' (the first is '{kinds[call.name]}')",
+                decl.span,
+                "expected one words input and one objects input: a batch carries one of each",
+            )
+            return
+        kinds[call.name] = decl.name
+        self.validate(schema, call.args, call.span, f"{call.name} option")
+
+    def check_pools(self) -> None:
+        seen: dict[str, Span] = {}
+        for decl in self.spec.of_type(PoolDecl):
+            if decl.name in seen:
+                self.error(
+                    f"duplicate pool '{decl.name}' (the first is at {_at(seen[decl.name])})",
+                    decl.span,
+                    "expected each pool name once",
+                )
+                continue
+            seen[decl.name] = decl.span
+            if decl.name in self.ops:
+                self.error(
+                    f"pool '{decl.name}' has the name of an op",
+                    decl.span,
+                    "expected a pool name that is not an op name, e.g. 'enc' or 'dec'",
+                )
+            elif decl.name in _pool_closure(decl.name, self.spec.pools):
+                self.error(
+                    f"pool '{decl.name}' includes itself",
+                    decl.span,
+                    "expected pools to be built from ops and other pools without a cycle",
+                )
+            else:
+                self.check_candidates(decl.members, f"pool '{decl.name}'")
+
+    def check_candidates(self, refs: Iterable[Ref], where: str) -> None:
+        """Refs of a pool or choice: known names, none written twice. (An op reached twice
+        through different pools is one candidate: expansion keeps the first.)"""
+        seen: set[str] = set()
+        for ref in refs:
+            if not self.check_ref(ref):
+                continue
+            if ref.name in seen:
+                self.error(
+                    f"'{ref.name}' appears twice in {where}",
+                    ref.span,
+                    "expected each candidate once",
+                )
+            seen.add(ref.name)
+
+    def check_ref(self, ref: Ref) -> bool:
+        if ref.name in self.ops or ref.name in self.spec.pools:
+            return True
+        pool_names = list(dict.fromkeys(d.name for d in self.spec.of_type(PoolDecl)))
+        names = list(self.ops) + pool_names
+        pools = f", or a pool: {_one_of(pool_names)}" if pool_names else ""
+        self.error(
+            f"unknown op or pool '{ref.name}'{did_you_mean(ref.name, names)}",
+            ref.span,
+            f"expected an op: {_one_of(self.ops)}{pools}",
+        )
+        return False
+
+    # -- stacks ------------------------------------------------------------------------
+
+    def check_stacks(self) -> None:
+        streams: dict[str, StackDecl] = {}
+        kinds: dict[str, StackDecl] = {}
+        for st in self.spec.stacks:
+            if st.stream in streams:
+                first = streams[st.stream]
+                self.error(
+                    f"stream '{st.stream}' already has a stack ({first.kind} at {_at(first.span)})",
+                    st.span,
+                    "expected one stack per input",
+                )
+            elif st.kind in kinds:
+                self.error(
+                    f"a second {st.kind} stack (the first is at {_at(kinds[st.kind].span)})",
+                    st.span,
+                    "expected one encoder and one decoder",
+                )
+            streams.setdefault(st.stream, st)
+            kinds.setdefault(st.kind, st)
+            self.check_stack(st)
+
+    def check_stack(self, st: StackDecl) -> None:
+        if st.stream not in self.spec.inputs:
+            self.error(
+                f"unknown input '{st.stream}'{did_you_mean(st.stream, list(self.spec.inputs))}",
+                st.stream_span if st.stream_span.line else st.span,
+                f"expected an input: {_one_of(self.spec.inputs)}",
+            )
+        ok = self.check_items(st.body)
+        n_blocks = count_blocks(st.body)
+        if n_blocks > MAX_BLOCKS:
+            self.error(
+                f"{st.kind} '{st.stream}' has {n_blocks} blocks",
+                st.span,
+                f"expected at most {MAX_BLOCKS} blocks per stack",
+            )
+            return
+        if ok and n_blocks == 0:
+            self.error(
+                f"{st.kind} '{st.stream}' has no blocks",
+                st.span,
+                "expected at least one op in the sequence",
+            )
+        if ok and not any(name in self.ops for name in self.spec.pools):
+            self.check_needs(st)  # (a pool shadowing an op is reported; its effects are not)
+
+    def check_items(self, items: tuple[Item, ...]) -> bool:
+        """Names and repeat counts of a sequence; False when a name is unknown."""
+        ok = True
+        for item in items:
+            if isinstance(item, Ref):
+                ok = self.check_ref(item) and ok
+            elif isinstance(item, Choice):
+                before = len(self.diags)
+                self.check_candidates(item.options, "this choice")
+                ok = ok and len(self.diags) == before
+            else:
+                if isinstance(item, Repeat) and item.count < 1:
+                    self.error(
+                        f"repeat count must be at least 1, got {item.count}",
+                        _count_span(item),
+                        "expected `item * n` with n >= 1",
+                    )
+                ok = self.check_items(item.body) and ok
+        return ok
+
+    def check_needs(self, st: StackDecl) -> None:
+        """GA needs the stack to have a guide; RSA needs an objects stream with relations."""
+        reported: set[tuple[int, int, str]] = set()
+        relations = self._has_relations(st.stream)
+        for block in self.spec.blocks(st):
+            for op in block.choices:
+                key = (block.span.line, block.span.column, op)
+                needs = self.ops.get(op, ())
+                if key in reported:
+                    continue
+                if "guide" in needs and st.guide is None:
+                    reported.add(key)
+                    self.error(
+                        f"{op} needs a guide, but {st.kind} '{st.stream}' has none",
+                        block.span,
+                        f"expected `{st.kind} {st.stream}(guide = INPUT) = ...`",
+                    )
+                if "relations" in needs and relations is not None:
+                    reported.add(key)
+                    self.error(
+                        f"{op} needs relation features, but {relations}",
+                        block.span,
+                        "expected an objects input with `relations = box4`, or drop "
+                        f"{op} from this stack",
+                    )
+
+    def _has_relations(self, stream: str) -> str | None:
+        """None when the stream has relation features, else why not (for the message)."""
+        decl = self.spec.inputs.get(stream)
+        if decl is None or decl.source.name not in INPUT_KINDS:
+            return None  # reported elsewhere
+        if decl.source.name == "words":
+            return f"'{stream}' is a words input"
+        if options_dict(decl.source.args).get("relations") == "none":
+            return f"input '{stream}' has `relations = none`"
+        return None
+
+    def check_guides(self) -> None:
+        guided: dict[str, StackDecl] = {}
+        for st in self.spec.stacks:
+            if st.guide is None:
+                continue
+            span = st.guide_span
+            if st.guide == st.stream:
+                self.error(
+                    f"{st.kind} '{st.stream}' is guided by itself",
+                    span,
+                    "expected the guide to be another input, e.g. the text stream",
+                )
+            elif st.guide not in self.spec.inputs:
+                self.error(
+                    f"unknown guide input '{st.guide}'"
+                    f"{did_you_mean(st.guide, list(self.spec.inputs))}",
+                    span,
+                    f"expected an input: {_one_of(self.spec.inputs)}",
+                )
+            else:
+                guided.setdefault(st.stream, st)
+        self.check_guide_cycles(guided)
+
+    def check_guide_cycles(self, guided: dict[str, StackDecl]) -> None:
+        """The guide stream runs first; two stacks guiding each other have no order."""
+        reported: set[str] = set()
+        for stream, st in guided.items():
+            path = [stream]
+            nxt = st.guide
+            while nxt in guided and nxt not in path:
+                path.append(nxt)
+                nxt = guided[nxt].guide
+            if nxt == stream and stream not in reported:
+                reported.update(path)
+                last = guided[path[-1]]
+                cycle = " -> ".join([*path, stream])
+                self.error(
+                    f"guide cycle: {cycle}",
+                    last.guide_span,
+                    "expected the guide stream to be computed first (e.g. the encoder "
+                    "guides the decoder, not both ways)",
+                )
+
+    # -- head, data, sections ------------------------------------------------------------
+
+    def check_head(self) -> None:
+        decl = self.spec.head
+        if decl is None:
+            return
+        call = decl.call
+        head = self.heads.get(call.name)
+        if head is None:
+            self.error(
+                f"unknown head '{call.name}'{did_you_mean(call.name, list(self.heads))}",
+                call.span,
+                f"expected {_one_of(self.heads)}",
+            )
+            return
+        self.validate(head.Options, call.args, call.span, f"{call.name} head option")
+        kinds = {d.source.name for d in self.spec.inputs.values()}
+        if not kinds <= set(INPUT_KINDS):
+            return  # an unknown input kind is reported; it may be the one the head needs
+        for kind in getattr(head, "requires", ()):
+            if kind not in kinds:
+                self.error(
+                    f"head '{call.name}' needs {_a(kind)} input, but the spec has none",
+                    call.span,
+                    f"expected `input NAME = {kind}(...)`",
+                )
+
+    def check_data(self) -> None:
+        decl = self.spec.data
+        if decl is None:
+            return
+        call = decl.call
+        sources = DataSettings.model_fields["source"].annotation.__args__  # type: ignore[union-attr]
+        if call.name not in sources:
+            self.error(
+                f"unknown data source '{call.name}'{did_you_mean(call.name, sources)}",
+                call.span,
+                f"expected {_one_of(sources)}",
+            )
+            return
+        extra = {"source": call.name}
+        self.validate(DataSettings, call.args, call.span, f"{call.name} data option", extra)
+
+    def check_sections(self) -> None:
+        model = self.spec.model
+        model_opts = self._valid_options(ModelSettings, model.options if model else ())
+        for sec in self.spec.of_type(SectionDecl):
+            schema = SECTIONS[sec.kind]
+            if self.validate(schema, sec.options, sec.span, f"{sec.kind} option"):
+                self.check_search_width(sec, model_opts)
+
+    def check_search_width(self, sec: SectionDecl, model_opts: dict[str, Any] | None) -> None:
+        """A search-time width must also split into the model's heads."""
+        opt = _find(sec.options, "d_model")
+        if sec.kind != "search" or opt is None or model_opts is None:
+            return
+        try:
+            ModelSettings.model_validate({**model_opts, "d_model": opt.value}, strict=True)
+        except ValidationError as exc:
+            msg = _pydantic_message(exc.errors()[0])
+            self.error(
+                f"search width: {msg}",
+                opt.value_span or opt.span,
+                "expected a d_model divisible into the model's heads",
+            )
+
+    # -- option validation ---------------------------------------------------------------
+
+    def _valid_options(self, schema: type[BaseModel], opts: tuple[Option, ...]) -> dict | None:
+        data = options_dict(opts)
+        try:
+            schema.model_validate(data, strict=True)
+        except ValidationError:
+            return None
+        return data
+
+    def validate(
+        self,
+        schema: type[BaseModel],
+        opts: tuple[Option, ...] | tuple[Arg, ...],
+        span: Span,
+        what: str,
+        extra: dict[str, Any] | None = None,
+    ) -> bool:
+        """Validate options against a schema; every error lands on its option. True if ok."""
+        before = len(self.diags)
+        self.check_option_keys(opts, what)
+        if len(self.diags) > before:
+            return False
+        try:
+            schema.model_validate({**options_dict(opts), **(extra or {})}, strict=True)
+        except ValidationError as exc:
+            for err in exc.errors():
+                self.option_error(schema, opts, span, what, err)
+            return False
+        return True
+
+    def check_option_keys(self, opts: tuple[Option, ...] | tuple[Arg, ...], what: str) -> None:
+        """Positional values that are not flags, and options given twice."""
+        seen: dict[str, Span] = {}
+        for opt in opts:
+            if opt.key is None and not isinstance(opt.value, Ident):
+                self.error(
+                    f"positional value {_show(opt.value)} needs an option name",
+                    opt.span,
+                    "expected `name = value` (a bare name is a flag: `lstm` = `lstm = true`)",
+                )
+                continue
+            key = opt.key if opt.key is not None else opt.value.name  # type: ignore[union-attr]
+            if key in seen:
+                self.error(
+                    f"duplicate {what} '{key}' (the first is at {_at(seen[key])})",
+                    opt.span,
+                    "expected each option once",
+                )
+            seen[key] = opt.span
+
+    def option_error(
+        self,
+        schema: type[BaseModel],
+        opts: tuple[Any, ...],
+        span: Span,
+        what: str,
+        err: dict[str, Any],
+    ) -> None:
+        loc = err.get("loc", ())
+        key = str(loc[0]) if loc else None
+        opt = _find(opts, key) if key else _find_any(opts, _RELATED.get(schema, ()))
+        if err["type"] == "extra_forbidden" and key is not None:
+            fields = [f for f in schema.model_fields if f not in ("kind", "source")]
+            self.error(
+                f"unknown {what} '{key}'{did_you_mean(key, fields)}",
+                opt.span if opt else span,
+                f"expected one of: {', '.join(fields)}",
+            )
+            return
+        where = (opt.value_span if opt and opt.value_span.line else opt.span) if opt else span
+        message = _pydantic_message(err)
+        field = schema.model_fields.get(key) if key else None
+        if err["type"].endswith("_type") and field is not None:
+            message = f"{_show(err.get('input'))} should be {describe_type(field.annotation)}"
+        self.error(
+            f"invalid '{key}': {message}" if key else message, where, _expected_for(schema, key)
+        )
+
+
+# Which options a whole-model validation error is about (for its position).
+_RELATED: dict[type[BaseModel], tuple[str, ...]] = {
+    ModelSettings: ("heads", "head_dim", "d_model"),
+}
+
+
+_WHOLE_HINTS: dict[type[BaseModel], str] = {
+    ModelSettings: "expected d_model = heads * head_dim (head_dim defaults to 64)",
+    DataSettings: 'expected `data h5(root = "DIR")` or `data shapes(...)`',
+}
+
+
+def _pydantic_message(err: dict[str, Any]) -> str:
+    """A pydantic error as a short lower-case phrase with the offending value."""
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    if err["type"] == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    bounds = {
+        "greater_than_equal": (">=", "ge"),
+        "greater_than": (">", "gt"),
+        "less_than_equal": ("<=", "le"),
+        "less_than": ("<", "lt"),
+    }
+    if err["type"] in bounds:
+        sym, name = bounds[err["type"]]
+        return f"{_show(value)} is out of range (must be {sym} {ctx[name]})"
+    if err["type"] == "literal_error":
+        return f"{_show(value)} is not one of {ctx.get('expected')}"
+    msg = str(err.get("msg", "invalid value"))
+    msg = msg.replace("Input should be", "should be").replace("Value error, ", "")
+    return f"{_show(value)} {msg[0].lower()}{msg[1:]}" if value is not None else msg
+
+
+def _expected_for(schema: type[BaseModel], key: str | None) -> str:
+    field = schema.model_fields.get(key) if key else None
+    if field is None:
+        return _WHOLE_HINTS.get(schema, f"expected valid {schema.__name__} options")
+    desc = f" ({field.description})" if field.description else ""
+    return f"expected {key} = {describe_type(field.annotation)}{desc}"
+
+
+def describe_type(annotation: Any) -> str:
+    """A schema field's type in the spec's own words (`an integer`, `'bce' or 'ce'`)."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return _one_of(str(a) for a in args)
+    if origin in (Union, UnionType):
+        return " or ".join(describe_type(a) for a in args if a is not type(None))
+    if origin is tuple:
+        if len(args) == 2 and args[1] is not Ellipsis:
+            return "a ratio like 4:1"
+        return "a list like [10, 12]"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if annotation in names:
+        return names[annotation]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        kinds = get_args(annotation.model_fields["kind"].annotation)
+        return ", ".join(f"{k}(dim)" for k in kinds) + " or a width"
+    return str(annotation)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict) and "call" in value:
+        return f"{value['call']}(...)"
+    if isinstance(value, str):
+        return repr(value)
+    if hasattr(value, "name") and not isinstance(value, type):
+        return str(value.name)
+    return repr(value)
+
+
+def _find(opts: Iterable[Any], key: str | None) -> Any:
+    """The last option with this key (the one `options_dict` keeps)."""
+    found = None
+    for opt in opts:
+        name = opt.key if opt.key is not None else getattr(opt.value, "name", None)
+        if name == key:
+            found = opt
+    return found
+
+
+def _find_any(opts: tuple[Any, ...], keys: tuple[str, ...]) -> Any:
+    return next((o for k in keys if (o := _find(opts, k)) is not None), None)
+
+
+def _singleton_kind(stmt: Any) -> str | None:
+    if isinstance(stmt, ModelDecl):
+        return "model"
+    if isinstance(stmt, HeadDecl):
+        return "head"
+    if isinstance(stmt, DataDecl):
+        return "data"
+    if isinstance(stmt, SectionDecl):
+        return stmt.kind
+    return None
+
+
+def _end_span(spec: Spec) -> Span:
+    """Where a missing statement would go: just after the last statement."""
+    if not spec.statements:
+        return Span(line=1, column=1, end_line=1, end_column=2)
+    last = spec.statements[-1].span
+    return Span(
+        line=last.end_line,
+        column=last.end_column,
+        end_line=last.end_line,
+        end_column=last.end_column + 1,
+    )
+
+
+def _count_span(item: Repeat) -> Span:
+    """The `n` of `x * n`: the last token of the repeat."""
+    s = item.span
+    width = len(str(item.count))
+    if not s.line:
+        return s
+    return Span(
+        line=s.end_line, column=s.end_column - width, end_line=s.end_line, end_column=s.end_column
+    )
+
+
+def count_blocks(items: tuple[Item, ...]) -> int:
+    """The number of blocks a sequence expands to, without expanding it."""
+    total = 0
+    for item in items:
+        if isinstance(item, (Ref, Choice)):
+            total += 1
+        elif isinstance(item, Repeat):
+            total += max(item.count, 0) * count_blocks(item.body)
+        else:
+            total += count_blocks(item.body)
+    return total
+
+
+def _walk_pool(name: str, pools: dict[str, PoolDecl], seen: set[str]) -> Iterator[str]:
+    yield name
+    if name in pools and name not in seen:
+        seen.add(name)
+        for ref in pools[name].members:
+            yield from _walk_pool(ref.name, pools, seen)
+
+
+def _pool_closure(name: str, pools: dict[str, PoolDecl]) -> set[str]:
+    """Every name reachable from the members of pool `name` (itself only through a cycle)."""
+    out: set[str] = set()
+    for ref in pools[name].members:
+        out.update(_walk_pool(ref.name, pools, set()))
+    return out
+
+
+def check(spec: Spec, text: str | None = None) -> None:
+    """Check a parsed spec; raise one SpecError with every problem, sorted by position.
+
+    Args:
+        spec: the parsed spec (`mmnasdsl.parse.parse`).
+        text: its source text, to show the offending lines; optional.
+
+    Raises:
+        SpecError: when anything is wrong.
+    """
+    diags = Checker(spec).run()
+    if diags:
+        raise SpecError(diags, source=spec.source, text=text)
+
+
+def diagnostics(spec: Spec) -> list[Diagnostic]:
+    """Every problem of a spec, by position; empty for a good spec."""
+    return Checker(spec).run()

@@ -1,0 +1,94 @@
+"""The option reference of the language, generated from the settings and head schemas.
+
+`docs/language.md` embeds `options_markdown()` between markers, and a test checks that it
+is up to date, so the documentation lists exactly the options the checker accepts.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from mmnasdsl.check import describe_type
+from mmnasdsl.settings import (
+    DataSettings,
+    ModelSettings,
+    ObjectsInput,
+    SearchSettings,
+    TrainSettings,
+    WordsInput,
+)
+
+_BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+
+
+def _default(field: FieldInfo) -> str:
+    value = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+    if isinstance(value, BaseModel):  # the embedding
+        return f"{value.kind}({value.dim})"  # type: ignore[attr-defined]
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        two = describe_type(field.annotation).startswith("a ratio")
+        return f"{value[0]}:{value[1]}" if two else "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
+def _bounds(field: FieldInfo) -> str:
+    return ", ".join(
+        f"{sym} {getattr(m, key)}"
+        for m in field.metadata
+        for key, sym in _BOUNDS
+        if getattr(m, key, None) is not None
+    )
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def options_table(title: str, schema: type[BaseModel]) -> str:
+    """One markdown table: option, type, default, range, meaning."""
+    rows = [
+        f"#### {title}",
+        "",
+        "| option | type | default | range | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for key, field in schema.model_fields.items():
+        if key in ("kind", "source"):
+            continue
+        cells = (
+            f"`{key}`",
+            describe_type(field.annotation),
+            _default(field),
+            _bounds(field),
+            field.description or "",
+        )
+        rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def sections() -> list[tuple[str, type[BaseModel]]]:
+    """Every option schema of the language, with the construct it belongs to."""
+    from mmnasdsl.heads import HEADS
+
+    out: list[tuple[str, type[BaseModel]]] = [
+        ("`model NAME { ... }`", ModelSettings),
+        ("`input NAME = words(...)`", WordsInput),
+        ("`input NAME = objects(...)`", ObjectsInput),
+    ]
+    out += [(f"`head {name}(...)`", HEADS.get(name).Options) for name in sorted(HEADS.names())]
+    out += [
+        ("`data shapes(...)` and `data h5(...)`", DataSettings),
+        ("`search { ... }`", SearchSettings),
+        ("`train { ... }`", TrainSettings),
+    ]
+    return out
+
+
+def options_markdown() -> str:
+    """All option tables, in the order of the language reference."""
+    return "\n".join(options_table(title, schema) for title, schema in sections())

@@ -1,0 +1,24 @@
+"""Shared test helpers for the spec-language tests: corpus paths and expectations."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = sorted((ROOT / "specs").glob("*.mmnas"))
+VALID = sorted((ROOT / "tests" / "specs" / "valid").glob("*.mmnas"))
+INVALID = sorted((ROOT / "tests" / "specs" / "invalid").glob("*.mmnas"))
+
+_HEADER = re.compile(r"# error: (\d+):(\d+) (.+)")
+
+
+def expected_errors(path: Path) -> list[tuple[int, int, str]]:
+    """The `# error: LINE:COL fragment` lines at the top of an invalid spec, in order."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = _HEADER.fullmatch(line.strip())
+        if m is None:
+            break
+        out.append((int(m.group(1)), int(m.group(2)), m.group(3)))
+    return out
