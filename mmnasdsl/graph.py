@@ -1,0 +1,287 @@
+"""Spec -> supernet graph (networkx), with the sizes `info`, `render` and the bench read.
+
+Nodes and edges follow docs/interfaces.md ("Graph"): `input:<name>` -> `stem:<name>` ->
+`block:<stack>:<i>` ... -> `head` (flow edges, stream order); `guide` edges from the last
+node of a guide stream to every block with a guide-needing candidate (GA); `relations`
+edges from the `relations` node to every block with a relation-needing candidate (RSA).
+
+Sizes:
+- search-space size: the product of the candidates of every block (2^M·4^N in the paper).
+- parameters: each op class is instantiated once per settings on the `meta` device (no
+  memory) and counted, so a new op needs no hand-written count. `params(arch)` splits a
+  network into `embedding` (the input stems: word embedding + LSTM, object projection,
+  and the shared relation layer), `encoder`, `decoder` and `head`; `params()` (no arch) is
+  the whole supernet, every candidate plus the α logits, which is what
+  `sum(p.numel() for p in build_model(spec).parameters())` gives.
+- FLOPs: forward FLOPs per sample, 2 per multiply-add of every matmul (projections,
+  QKᵀ, AV, FFN, LSTM, stems, head); softmax, LayerNorm, ReLU and dropout are left out
+  (< 2% at the paper's sizes).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import networkx as nx
+import torch
+from torch import nn
+
+from mmnasdsl.backbone import RelationEmbedding, WordStem, make_stem, spec_inputs, task_name
+from mmnasdsl.build import scaled_settings
+from mmnasdsl.errors import Diagnostic, SpecError
+from mmnasdsl.heads import get_head
+from mmnasdsl.ops import get_op
+from mmnasdsl.settings import InputSettings, ModelSettings, WordsInput, head_options
+from mmnasdsl.spec import Block, Spec
+
+DEFAULT_VOCAB = 20000  # word-embedding rows when the data is not known (VQA-v2 has ~20k)
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@functools.lru_cache(maxsize=256)
+def op_params(op_cls: type[nn.Module], settings: ModelSettings) -> int:
+    """Parameters of one op at these settings (instantiated once, on the meta device)."""
+    with torch.device("meta"):
+        return count(op_cls(settings))
+
+
+@functools.lru_cache(maxsize=64)
+def stem_params(cfg: InputSettings, d: int, vocab_size: int) -> int:
+    with torch.device("meta"):
+        return count(make_stem(cfg, d, vocab_size))
+
+
+@functools.lru_cache(maxsize=64)
+def head_params(
+    head_cls: type[nn.Module], settings: ModelSettings, options: Any, num_answers: int | None
+) -> int:
+    sizes = {"num_answers": num_answers} if num_answers else {}
+    with torch.device("meta"):
+        return count(head_cls(settings, options, **sizes))
+
+
+def stem_flops(cfg: InputSettings, d: int, n: int) -> int:
+    if isinstance(cfg, WordsInput):
+        e = cfg.embed.dim
+        return 2 * n * (4 * (e * d + d * d) if cfg.lstm else e * d)
+    return 2 * n * cfg.dim * d
+
+
+class SupernetGraph:
+    """The supernet of a spec as a graph, with search-space size, parameters and FLOPs."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        *,
+        vocab_size: int = DEFAULT_VOCAB,
+        num_answers: int | None = None,
+        d_model: int | None = None,
+    ) -> None:
+        self.spec = spec
+        self.settings = scaled_settings(spec, d_model)
+        self.vocab_size = vocab_size
+        self.inputs = spec_inputs(spec)
+        self.blocks: list[Block] = spec.blocks()
+        self.search_space_size = spec.search_space_size()
+        self.task = task_name(spec)
+        self.head_cls = get_head(self.task)
+        self.head_options = self.head_cls.Options.model_validate(head_options(spec))
+        self.num_answers = num_answers
+        self.g = self._graph()
+        check_acyclic(self)
+
+    # -- the graph ----------------------------------------------------------------------
+
+    def _graph(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        last: dict[str, str] = {}
+        for name, cfg in self.inputs.items():
+            g.add_node(f"input:{name}", kind="input", label=name, input_kind=cfg.kind)
+            label = "LSTM" if isinstance(cfg, WordsInput) and cfg.lstm else "Linear"
+            g.add_node(
+                f"stem:{name}",
+                kind="stem",
+                label=label,
+                params=stem_params(cfg, self.settings.d_model, self.vocab_size),
+            )
+            g.add_edge(f"input:{name}", f"stem:{name}", kind="flow")
+            last[name] = f"stem:{name}"
+        for b in self.blocks:
+            node = block_id(b)
+            g.add_node(
+                node,
+                kind="block",
+                stack=b.stack,
+                stream=b.stream,
+                index=b.index,
+                choices=tuple(b.choices),
+                guide=b.guide,
+                params=self.block_params(b),
+                flops={op: self.op_flops(b, op) for op in b.choices},
+            )
+            g.add_edge(last.get(b.stream, f"input:{b.stream}"), node, kind="flow")
+            last[b.stream] = node
+        self._side_edges(g, last)
+        g.add_node("head", kind="head", label=self.task, params=self.head_params())
+        for stream in self.head_streams():
+            g.add_edge(last[stream], "head", kind="flow")
+        return g
+
+    def _side_edges(self, g: nx.DiGraph, last: dict[str, str]) -> None:
+        """Guide edges from each guide stream's last node; the relations node and its edges."""
+        if self.relation_blocks():
+            g.add_node("relations", kind="relations", label="box4")
+        for b in self.blocks:
+            ops = [get_op(op).needs for op in b.choices]
+            if b.guide and any("guide" in needs for needs in ops):
+                g.add_edge(last.get(b.guide, f"input:{b.guide}"), block_id(b), kind="guide")
+            if any("relations" in needs for needs in ops):
+                g.add_edge("relations", block_id(b), kind="relations")
+
+    def head_streams(self) -> list[str]:
+        kinds = {cfg.kind: name for name, cfg in reversed(self.inputs.items())}
+        return [kinds[k] for k in self.head_cls.requires if k in kinds]
+
+    def relation_blocks(self, arch: Sequence[int] | None = None) -> bool:
+        """Whether the network (of this arch, or the supernet) needs the shared relation layer."""
+        for i, b in enumerate(self.blocks):
+            ops = b.choices if arch is None else (b.choices[arch[i]],)
+            if any("relations" in get_op(op).needs for op in ops):
+                return True
+        return False
+
+    # -- parameters ---------------------------------------------------------------------
+
+    def block_params(self, block: Block) -> dict[str, int]:
+        return {op: op_params(get_op(op), self.settings) for op in block.choices}
+
+    def head_params(self) -> int:
+        return head_params(self.head_cls, self.settings, self.head_options, self.num_answers)
+
+    def embedding_params(self, arch: Sequence[int] | None) -> int:
+        d = self.settings.d_model
+        n = sum(stem_params(cfg, d, self.vocab_size) for cfg in self.inputs.values())
+        if self.relation_blocks(arch):
+            n += count(RelationEmbedding(self.settings.relation_dim))
+        return n
+
+    def params(self, arch: Sequence[int] | None = None) -> dict[str, int]:
+        """Parameters of the network of `arch` (one index per block), or of the whole supernet.
+
+        Returns: {"total", "embedding", "encoder", "decoder", "head"}.
+        """
+        out = {
+            "embedding": self.embedding_params(arch),
+            "encoder": 0,
+            "decoder": 0,
+            "head": self.head_params(),
+        }
+        searchable = not self.spec.is_concrete
+        for i, b in enumerate(self.blocks):
+            per_op = self.block_params(b)
+            if arch is None:
+                out[b.stack] += sum(per_op.values()) + (len(b.choices) if searchable else 0)
+            else:
+                out[b.stack] += per_op[b.choices[arch[i]]]
+        out["total"] = sum(out.values())
+        return {"total": out.pop("total"), **out}
+
+    def largest_arch(self) -> list[int]:
+        """Per block, the candidate with the most parameters (ties: the first)."""
+        arch = []
+        for b in self.blocks:
+            per_op = self.block_params(b)
+            arch.append(max(range(len(b.choices)), key=lambda i: per_op[b.choices[i]]))
+        return arch
+
+    # -- FLOPs --------------------------------------------------------------------------
+
+    def lengths(self, words: int | None = None, objects: int | None = None) -> dict[str, int]:
+        """Stream name -> positions per sample (default: the inputs' max_len / max)."""
+        out = {}
+        for name, cfg in self.inputs.items():
+            if isinstance(cfg, WordsInput):
+                out[name] = words if words is not None else cfg.max_len
+            else:
+                out[name] = objects if objects is not None else cfg.max
+        return out
+
+    def op_flops(
+        self, block: Block, op: str, words: int | None = None, objects: int | None = None
+    ) -> int:
+        n = self.lengths(words, objects)
+        m = n.get(block.guide, 0) if block.guide else 0
+        return int(get_op(op).flops(n[block.stream], m, self.settings))
+
+    def flops(
+        self,
+        arch: Sequence[int] | None = None,
+        words: int | None = None,
+        objects: int | None = None,
+    ) -> int:
+        """Forward FLOPs per sample of `arch` (default: `largest_arch()`) at these input sizes."""
+        arch = self.largest_arch() if arch is None else arch
+        n = self.lengths(words, objects)
+        d = self.settings.d_model
+        total = sum(stem_flops(cfg, d, n[name]) for name, cfg in self.inputs.items())
+        if self.relation_blocks(arch):
+            n_obj = max((n[k] for k, c in self.inputs.items() if c.kind == "objects"), default=0)
+            total += 2 * n_obj * n_obj * 4 * self.settings.relation_dim
+        for i, b in enumerate(self.blocks):
+            total += self.op_flops(b, b.choices[arch[i]], words, objects)
+        n_w = max((n[k] for k, c in self.inputs.items() if c.kind == "words"), default=0)
+        n_o = max((n[k] for k, c in self.inputs.items() if c.kind == "objects"), default=0)
+        sizes = {"num_answers": self.num_answers} if self.num_answers else {}
+        return total + int(self.head_cls.flops(self.settings, self.head_options, n_w, n_o, **sizes))
+
+
+def block_id(block: Block) -> str:
+    return f"block:{block.stack}:{block.index}"
+
+
+def check_acyclic(graph: SupernetGraph) -> None:
+    """Raise SpecError when guide edges close a cycle (e.g. two streams guiding each other)."""
+    if nx.is_directed_acyclic_graph(graph.g):
+        return
+    cycle = nx.find_cycle(graph.g)
+    streams = {graph.g.nodes[v].get("stream") for _, v in cycle} - {None}
+    diags = [
+        Diagnostic(
+            f"the {s.kind} over '{s.stream}' is guided by '{s.guide}', which is "
+            "part of a guide cycle: a guide must be computed before the stack it "
+            "guides",
+            span=s.guide_span if s.guide_span.line else s.span,
+        )
+        for s in graph.spec.stacks
+        if s.stream in streams and s.guide
+    ]
+    raise SpecError(
+        diags or [Diagnostic("the supernet graph has a cycle")], source=graph.spec.source
+    )
+
+
+def build_graph(
+    spec: Spec,
+    *,
+    vocab_size: int = DEFAULT_VOCAB,
+    num_answers: int | None = None,
+    d_model: int | None = None,
+) -> SupernetGraph:
+    """The supernet graph of a checked spec (raises SpecError on a guide cycle).
+
+    Args:
+        spec: a checked spec.
+        vocab_size: word-embedding rows for the parameter count (default 20000).
+        num_answers: VQA answer count; defaults to the head's `answers` option.
+        d_model: optional width override, as in `build_model`.
+    """
+    return SupernetGraph(spec, vocab_size=vocab_size, num_answers=num_answers, d_model=d_model)
+
+
+__all__ = ["DEFAULT_VOCAB", "SupernetGraph", "WordStem", "build_graph", "op_params"]

@@ -1,0 +1,100 @@
+"""Visual grounding head (paper §3.3, REFERENCE.md "VG"): pick and refine one proposal.
+
+Per object i: z_i = LayerNorm(Linear(d -> d_z)(y_i) + AttFlat(x)), a score s_i =
+Linear(d_z -> 1)(z_i) (log-softmax over the real objects) and a box delta
+b_i = Linear(d_z -> 4)(z_i).
+
+Targets come from the proposals' IoU with the ground-truth box (`batch["boxes"]`,
+`batch["gt_box"]`): proposals with IoU >= options.iou are positives; a sample is valid
+when it has one. Score target t = IoU-proportional distribution over the positives; box
+target = normalised Fast R-CNN deltas (geometry.encode_deltas) of each positive.
+
+    loss = Σ_valid KL(t ‖ softmax(s)) / #valid
+         + box_weight · Σ_positives SmoothL1(b_i, b*_i) / #positives
+
+(SmoothL1 with β = 1, summed over the 4 coordinates). Prediction: the argmax proposal,
+moved by its delta and clipped to the image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from mmnasdsl.geometry import box_iou, clip_boxes, decode_deltas, encode_deltas
+from mmnasdsl.heads._common import AttFlat, Head, masked_fill_scores, register_head
+from mmnasdsl.ops import make_norm
+from mmnasdsl.settings import ModelSettings
+
+
+class VGOptions(BaseModel):
+    """`head vg(box_weight = 1.0, iou = 0.5)`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    box_weight: float = Field(1.0, ge=0, description="λ on the box loss (paper 1, reference 0.5)")
+    iou: float = Field(0.5, gt=0, le=1, description="IoU for a proposal to count as positive")
+
+
+def vg_targets(
+    boxes: Tensor, gt_box: Tensor, mask: Tensor, iou_min: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(B, N, 4) proposals, (B, 4) gt, (B, N) mask -> positives (B, N), score target, deltas."""
+    iou = box_iou(boxes, gt_box[:, None, :])[..., 0] * mask  # (B, N)
+    pos = (iou >= iou_min) & mask
+    weights = iou * pos
+    target = weights / weights.sum(-1, keepdim=True).clamp(min=1e-9)  # (B, N)
+    deltas = encode_deltas(boxes, gt_box[:, None, :].expand_as(boxes))  # (B, N, 4)
+    return pos, target, deltas
+
+
+@register_head("vg")
+class VGHead(Head):
+    """Scores and box deltas for every proposal, conditioned on the pooled expression."""
+
+    Options = VGOptions
+    batch_fields = ("gt_box", "boxes", "image_size")
+
+    def __init__(self, settings: ModelSettings, options: Any = None, **data_sizes: Any) -> None:
+        super().__init__(settings, options)
+        self.flat_x = AttFlat(settings)
+        self.proj_y = nn.Linear(settings.d_model, settings.d_fused)
+        self.norm = make_norm(settings.d_fused, settings.norm)
+        self.score = nn.Linear(settings.d_fused, 1)
+        self.delta = nn.Linear(settings.d_fused, 4)
+
+    def forward(
+        self, x: Tensor, x_mask: Tensor, y: Tensor, y_mask: Tensor, batch: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        z = self.norm(self.proj_y(y) + self.flat_x(x, x_mask)[:, None, :])  # (B, N, d_z)
+        scores = masked_fill_scores(self.score(z).squeeze(-1), y_mask)  # (B, N)
+        return {"scores": scores, "deltas": self.delta(z)}  # (B, N), (B, N, 4)
+
+    def loss(self, out: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
+        mask = batch.get("objects_mask")
+        if mask is None:
+            mask = torch.ones_like(out["scores"], dtype=torch.bool)
+        pos, target, deltas = vg_targets(batch["boxes"], batch["gt_box"], mask, self.options.iou)
+        valid = pos.any(-1)  # (B,)
+        log_p = out["scores"].log_softmax(-1)  # (B, N)
+        kl = torch.where(pos, target * (target.clamp(min=1e-9).log() - log_p), 0.0).sum(-1)
+        kl = (kl * valid).sum() / valid.sum().clamp(min=1)
+        box = F.smooth_l1_loss(out["deltas"], deltas, reduction="none").sum(-1)  # (B, N)
+        box = (box * pos).sum() / pos.sum().clamp(min=1)
+        return kl + self.options.box_weight * box
+
+    def predict(self, out: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        best = out["scores"].argmax(-1)  # (B,)
+        rows = torch.arange(best.shape[0], device=best.device)
+        box = decode_deltas(batch["boxes"][rows, best], out["deltas"][rows, best])  # (B, 4)
+        return {"index": best, "box": clip_boxes(box, batch["image_size"])}
+
+    @classmethod
+    def flops(
+        cls, settings: ModelSettings, options: Any, words: int, objects: int, **data_sizes: Any
+    ) -> int:
+        dz = settings.d_fused
+        return AttFlat.flops(words, settings) + 2 * objects * (settings.d_model * dz + 5 * dz)

@@ -1,0 +1,138 @@
+"""Heads: each loss on a hand-computed example, predictions, and the box geometry they use."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mmnasdsl.geometry import decode_deltas, encode_deltas, relation_features
+from mmnasdsl.heads import HEADS, AttFlat, get_head
+from mmnasdsl.settings import ModelSettings
+
+S = ModelSettings(d_model=16, heads=2, dropout=0.0)
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def test_registry_and_options() -> None:
+    assert {"vqa", "itm", "vg"} <= set(HEADS.names())
+    assert get_head("vqa").Options().answers == 3129
+    assert get_head("vg").Options().box_weight == 1.0
+    with pytest.raises(ValueError):
+        get_head("vqa").Options(answer=3)  # extra="forbid"
+    for name in HEADS.names():
+        assert get_head(name).requires == ("words", "objects")
+
+
+@pytest.mark.parametrize("name", ["vqa", "itm", "vg"])
+def test_head_forward_shapes(name: str) -> None:
+    head = get_head(name)(S, {}, num_answers=7)
+    x, y = torch.randn(2, 4, 16), torch.randn(2, 3, 16)
+    out = head(x, torch.ones(2, 4, dtype=torch.bool), y, torch.ones(2, 3, dtype=torch.bool), {})
+    shapes = {
+        "vqa": {"logits": (2, 7)},
+        "itm": {"logits": (2,)},
+        "vg": {"scores": (2, 3), "deltas": (2, 3, 4)},
+    }[name]
+    assert {k: tuple(v.shape) for k, v in out.items()} == shapes
+
+
+def test_vqa_bce_sums_answers_and_averages_batch() -> None:
+    head = get_head("vqa")(S, {"answers": 2})
+    out = {"logits": torch.tensor([[0.0, 2.0], [1.0, -1.0]])}
+    batch = {"answer_scores": torch.tensor([[1.0, 0.3], [0.0, 0.0]])}
+    row0 = math.log(2) - (0.3 * math.log(sigmoid(2)) + 0.7 * math.log(1 - sigmoid(2)))
+    row1 = -math.log(1 - sigmoid(1)) - math.log(1 - sigmoid(-1))
+    assert head.loss(out, batch).item() == pytest.approx((row0 + row1) / 2, rel=1e-5)
+    assert head.predict(out, batch)["answer"].tolist() == [1, 0]
+
+
+def test_vqa_ce_on_normalised_scores() -> None:
+    head = get_head("vqa")(S, {"answers": 3, "loss": "ce"})
+    logits = torch.tensor([[1.0, 2.0, 3.0]])
+    batch = {"answer_scores": torch.tensor([[0.0, 0.0, 1.0]])}
+    want = -math.log(math.exp(3) / (math.exp(1) + math.exp(2) + math.exp(3)))
+    assert head.loss({"logits": logits}, batch).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_itm_weighted_bce() -> None:
+    head = get_head("itm")(S, {})
+    out = {"logits": torch.tensor([0.5, -1.0, 2.0])}
+    batch = {"label": torch.tensor([1.0, 0.0, 0.0]), "weight": torch.tensor([2.0, 1.0, 1.0])}
+    terms = [-2 * math.log(sigmoid(0.5)), -math.log(1 - sigmoid(-1.0)), -math.log(1 - sigmoid(2.0))]
+    assert head.loss(out, batch).item() == pytest.approx(sum(terms) / 3, rel=1e-5)
+    del batch["weight"]
+    plain = (terms[0] / 2 + terms[1] + terms[2]) / 3
+    assert head.loss(out, batch).item() == pytest.approx(plain, rel=1e-5)
+
+
+def vg_batch() -> dict[str, torch.Tensor]:
+    """gt (0,0,10,10); proposals: IoU 1, IoU 0.5, IoU 0, padding."""
+    boxes = torch.tensor([[[0.0, 0, 10, 10], [0, 0, 10, 5], [20, 20, 30, 30], [0, 0, 1, 1]]])
+    return {
+        "boxes": boxes,
+        "gt_box": torch.tensor([[0.0, 0, 10, 10]]),
+        "objects_mask": torch.tensor([[True, True, True, False]]),
+        "image_size": torch.tensor([[25.0, 25.0]]),
+    }
+
+
+def test_vg_loss_by_hand() -> None:
+    head = get_head("vg")(S, {"box_weight": 0.5})
+    scores = torch.tensor([[1.0, 0.0, -1.0, -1e9]])
+    out = {"scores": scores, "deltas": torch.zeros(1, 4, 4)}
+    log_p = [1 - math.log(math.e + 1 + math.exp(-1)), -math.log(math.e + 1 + math.exp(-1))]
+    t = [1 / 1.5, 0.5 / 1.5]
+    kl = sum(ti * (math.log(ti) - lp) for ti, lp in zip(t, log_p, strict=True))
+    # positive 2: dy = (5 - 2.5) / 5 / 0.1 = 5, dh = log(5 / 10) / 0.2; smooth L1 (β = 1)
+    dh = abs(math.log(0.5) / 0.2)
+    box = ((5 - 0.5) + (dh - 0.5)) / 2  # two positives
+    assert head.loss(out, vg_batch()).item() == pytest.approx(kl + 0.5 * box, rel=1e-5)
+
+
+def test_vg_no_positive_gives_zero() -> None:
+    head = get_head("vg")(S, {"iou": 1.0})
+    batch = vg_batch()
+    batch["gt_box"] = torch.tensor([[100.0, 100, 110, 110]])
+    out = {"scores": torch.zeros(1, 4), "deltas": torch.zeros(1, 4, 4)}
+    assert head.loss(out, batch).item() == 0.0
+
+
+def test_vg_predict_refines_and_clips() -> None:
+    head = get_head("vg")(S, {})
+    batch = vg_batch()
+    deltas = torch.zeros(1, 4, 4)
+    deltas[0, 2] = torch.tensor([5.0, 0.0, 0.0, 0.0])  # move box 2 right by half its width
+    pred = head.predict({"scores": torch.tensor([[0.0, 0.0, 3.0, -1e9]]), "deltas": deltas}, batch)
+    assert pred["index"].tolist() == [2]
+    assert pred["box"].tolist() == [[25.0, 20.0, 25.0, 25.0]]  # (25, 20, 35, 30) clipped
+
+
+def test_delta_round_trip() -> None:
+    g = torch.Generator().manual_seed(1)
+    xy = torch.rand(6, 2, generator=g) * 50
+    a = torch.cat([xy, xy + 1 + torch.rand(6, 2, generator=g) * 40], -1)
+    xy = torch.rand(6, 2, generator=g) * 50
+    b = torch.cat([xy, xy + 1 + torch.rand(6, 2, generator=g) * 40], -1)
+    assert torch.allclose(decode_deltas(a, encode_deltas(a, b)), b, atol=1e-3)
+
+
+def test_relation_features_known_boxes() -> None:
+    boxes = torch.tensor([[[0.0, 0, 10, 10], [20, 0, 30, 20]]])
+    r = relation_features(boxes)
+    assert r.shape == (1, 2, 2, 4)
+    want01 = [math.log(2.0), math.log(0.5), 0.0, math.log(0.5)]
+    assert torch.allclose(r[0, 0, 1], torch.tensor(want01), atol=1e-6)
+    assert torch.allclose(r[0, 0, 0], torch.tensor([math.log(1e-3)] * 2 + [0.0, 0.0]))
+
+
+def test_attflat_ignores_padding() -> None:
+    flat = AttFlat(S).eval()
+    x, mask = torch.randn(2, 4, 16), torch.tensor([[True] * 4, [True, True, False, False]])
+    x2 = x.clone()
+    x2[1, 2:] = 99.0
+    assert torch.allclose(flat(x, mask), flat(x2, mask), atol=1e-5)

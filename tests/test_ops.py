@@ -1,0 +1,171 @@
+"""Ops: every registered op (shapes, backward, masks, FLOPs) and parity with the formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from mmnasdsl.backbone import Network
+from mmnasdsl.build import build_model
+from mmnasdsl.ops import OPS, BlockContext, Op, ReferenceLayerNorm, get_op, list_ops, register_op
+from mmnasdsl.ops.attention import MultiHeadAttention
+from mmnasdsl.parse import parse
+from mmnasdsl.settings import ModelSettings
+
+S = ModelSettings(d_model=16, heads=2, dropout=0.0, relation_dim=8)
+B, N, M = 2, 5, 4
+
+
+def context(seed: int = 0) -> BlockContext:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.tensor([[True] * N, [True, True, True, False, False]])
+    guide_mask = torch.tensor([[True] * M, [True, True, False, False]])
+    return BlockContext(
+        mask=mask,
+        guide=torch.randn(B, M, 16, generator=g),
+        guide_mask=guide_mask,
+        relation=torch.randn(B, N, N, 8, generator=g).relu(),
+    )
+
+
+@pytest.mark.parametrize("name", list_ops())
+def test_op_shape_and_backward(name: str) -> None:
+    op = get_op(name)(S)
+    x = torch.randn(B, N, 16, requires_grad=True)
+    y = op(x, context())
+    assert y.shape == (B, N, 16)
+    y.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in op.parameters())
+
+
+@pytest.mark.parametrize("name", list_ops())
+def test_padding_changes_nothing(name: str) -> None:
+    """Changing padded positions (own stream, guide, relations) leaves real outputs unchanged."""
+    op = get_op(name)(S).eval()
+    x, ctx = torch.randn(B, N, 16), context()
+    before = op(x, ctx)
+    x2 = x.clone()
+    x2[1, 3:] = 100.0
+    guide = ctx.guide.clone()
+    guide[1, 2:] = -50.0
+    rel = ctx.relation.clone()
+    rel[1, :, 3:] = 7.0
+    rel[1, 3:, :] = 7.0
+    after = op(x2, BlockContext(ctx.mask, guide, ctx.guide_mask, rel))
+    assert torch.allclose(before[ctx.mask], after[ctx.mask], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list_ops())
+def test_flops_match_counter(name: str) -> None:
+    """The static FLOP count agrees with torch's counter (which may skip the fused attention)."""
+    op = get_op(name)(S).eval()
+    ctx = BlockContext(
+        mask=torch.ones(1, N, dtype=torch.bool),
+        guide=torch.randn(1, M, 16),
+        guide_mask=torch.ones(1, M, dtype=torch.bool),
+        relation=torch.randn(1, N, N, 8),
+    )
+    with FlopCounterMode(display=False) as counter:
+        op(torch.randn(1, N, 16), ctx)
+    counted, static = counter.get_total_flops(), op.flops(N, M, S)
+    assert counted <= static <= counted + 2 * 2 * N * max(N, M) * 16
+
+
+def hand_attention(
+    att: MultiHeadAttention,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    key_mask: torch.Tensor,
+    bias: torch.Tensor,
+) -> torch.Tensor:
+    """softmax(QKᵀ/√d_h + R + mask) V, per head, then the output projection."""
+    h, dh = att.n_heads, att.d_head
+    q = (x @ att.q.weight.T).view(B, -1, h, dh).transpose(1, 2)
+    k = (y @ att.k.weight.T).view(B, -1, h, dh).transpose(1, 2)
+    v = (y @ att.v.weight.T).view(B, -1, h, dh).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(dh) + bias
+    scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, -1, h * dh)
+    return out @ att.o.weight.T
+
+
+def test_attention_equals_formula() -> None:
+    att = MultiHeadAttention(S).eval()
+    x, y, ctx = torch.randn(B, N, 16), torch.randn(B, M, 16), context()
+    bias = torch.randn(B, 2, N, M)
+    got = att(x, y, ctx.guide_mask, bias)
+    assert torch.allclose(got, hand_attention(att, x, y, ctx.guide_mask, bias), atol=1e-5)
+
+
+def test_rsa_equals_formula() -> None:
+    """RSA = LayerNorm(x + MHA(x, x, x, log max(ReLU(W r), 1e-6)))."""
+    op = get_op("RSA")(S).eval()
+    x, ctx = torch.randn(B, N, 16), context()
+    bias = F.relu(op.rel(ctx.relation)).clamp(min=1e-6).log().permute(0, 3, 1, 2)
+    want = op.norm(x + hand_attention(op.att, x, x, ctx.mask, bias))
+    assert torch.allclose(op(x, ctx), want, atol=1e-5)
+
+
+def test_no_projection_bias_by_default() -> None:
+    att = MultiHeadAttention(S)
+    assert all(lin.bias is None for lin in (att.q, att.k, att.v, att.o))
+    assert MultiHeadAttention(S.model_copy(update={"bias": True})).q.bias is not None
+
+
+def test_reference_layernorm() -> None:
+    x = torch.randn(3, 16)
+    want = (x - x.mean(-1, keepdim=True)) / (x.std(-1, unbiased=True, keepdim=True) + 1e-6)
+    assert torch.allclose(ReferenceLayerNorm(16)(x), want, atol=1e-6)
+    op = get_op("FFN")(S.model_copy(update={"norm": "reference"}))
+    assert isinstance(op.norm, ReferenceLayerNorm)
+
+
+def test_registry_errors() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_op("SA")(nn.Identity)
+    with pytest.raises(KeyError, match="did you mean 'RSA'"):
+        get_op("RSAA")
+
+
+TOY_SPEC = """
+model m { d_model = 16 heads = 2 }
+input text = words(max_len = 6, embed = learned(8), lstm)
+input image = objects(max = 5, dim = 12, relations = box4)
+encoder text = SA Twice
+decoder image(guide = text) = GA Twice FFN
+head vqa(answers = 5)
+"""
+
+
+def test_toy_op_registers_and_runs() -> None:
+    """Adding an op is one decorated class; a spec can then use it by name."""
+
+    @register_op("Twice")
+    class Twice(Op):
+        def __init__(self, settings: ModelSettings) -> None:
+            super().__init__(settings)
+            self.scale = nn.Parameter(torch.ones(()))
+
+        def transform(self, x: torch.Tensor, ctx: BlockContext) -> torch.Tensor:
+            return 2 * self.scale * x
+
+    try:
+        net = build_model(parse(TOY_SPEC, "toy"), vocab_size=20)
+        assert isinstance(net, Network) and isinstance(net.blocks[1], Twice)
+        batch = {
+            "words": torch.randint(1, 20, (2, 4)),
+            "objects": torch.randn(2, 3, 12),
+            "objects_mask": torch.ones(2, 3, dtype=torch.bool),
+            "answer_scores": torch.rand(2, 5),
+        }
+        net.loss(net(batch), batch).backward()
+        assert net.blocks[1].scale.grad is not None
+    finally:
+        OPS.unregister("Twice")
+    assert "Twice" not in list_ops()
