@@ -7,6 +7,12 @@ errors into a message and exit code 1, never a traceback.
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads: OpenMP threads that spin while waiting made a W step 2.5x slower on
+# a busy 2-core machine (bench/step.py); passive waiting costs nothing when idle.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import importlib
 import sys
 
