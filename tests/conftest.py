@@ -1,4 +1,4 @@
-"""Shared test setup: deterministic seeds, and one torch thread per test process (CI has 2 cores)."""
+"""Shared test setup: deterministic seeds, one torch thread per test process (CI has 2 cores)."""
 
 import random
 
