@@ -53,7 +53,9 @@ def test_invalid_spec_renders_file_line_col_caret_and_hint(path):
 
 @pytest.mark.parametrize("path", SHIPPED + VALID, ids=lambda p: p.name)
 def test_good_specs_pass(path):
-    mmnasdsl.load(path)
+    spec = mmnasdsl.load(path)
+    assert diagnostics(spec) == []
+    assert spec.blocks(), "a good spec has blocks"
 
 
 def test_all_errors_come_back_together_in_order():
