@@ -1,0 +1,394 @@
+"""The run commands: `search`, `train`, `eval` (and their torchrun scale-out).
+
+These are the edges of the pipeline: they read the spec, pick the run directory, set up
+logging (RUNDIR/log.txt, and a rich progress bar on a terminal or plain lines otherwise),
+join the process group under torchrun, and hand a job to `mmnasdsl.search` or
+`mmnasdsl.train`. Rank 0 alone writes files and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+
+from mmnasdsl import distributed, runs
+from mmnasdsl.distributed import Dist
+from mmnasdsl.errors import UsageError
+from mmnasdsl.progress import LogReporter, NullReporter, Reporter, format_stats
+from mmnasdsl.spec import Spec
+
+log = logging.getLogger("mmnasdsl")
+
+SpecArg = Annotated[Path, typer.Argument(help="spec file (.mmnas)", show_default=False)]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "-o", "--out", help="run directory (default: runs/<spec name>[-N], never an earlier run)"
+    ),
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data", help="data folder with train/val/test .h5 (default: the spec's data section)"
+    ),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the split, the order, the paths")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue the run in -o exactly")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress, warnings only")]
+CkptOpt = Annotated[
+    int, typer.Option("--checkpoint-every", min=1, help="steps between mid-epoch checkpoints")
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads per process (default: $OMP_NUM_THREADS, else half the cores)",
+    ),
+]
+
+
+# ------------------------------------------------------------------------ progress & logs
+
+
+class RichReporter:
+    """A rich progress bar per phase (loss, samples/s, ETA); summaries go to the log."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task: Any = None
+        self.samples, self.t0 = 0, 0.0
+
+    def start(self, phase: str, total: int, done: int = 0) -> None:
+        import time
+
+        if self.task is None:
+            self.progress.start()
+        else:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(phase, total=total, completed=done, stats="", rate="")
+        self.samples, self.t0 = 0, time.perf_counter()
+
+    def advance(self, samples: int, **stats: float) -> None:
+        import time
+
+        self.samples += samples
+        rate = self.samples / max(time.perf_counter() - self.t0, 1e-9)
+        self.progress.update(
+            self.task, advance=1, stats=format_stats(stats), rate=f"{rate:.0f} samples/s"
+        )
+
+    def finish(self, summary: str) -> None:
+        log.info("%s", summary)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+
+@contextmanager
+def reporting(run_dir: Path | None, quiet: bool, dist: Dist) -> Any:
+    """Logging to RUNDIR/log.txt and the console, and the reporter the loops talk to."""
+    log.setLevel(logging.INFO)
+    handlers: list[logging.Handler] = []
+    if dist.is_main and run_dir is not None:
+        handlers.append(logging.FileHandler(run_dir / "log.txt", encoding="utf-8"))
+        handlers[-1].setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    tty = sys.stderr.isatty() and dist.is_main and not quiet
+    reporter: Reporter = NullReporter() if quiet or not dist.is_main else LogReporter()
+    if tty:
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        console = Console(stderr=True)
+        handlers.append(RichHandler(console=console, show_path=False, show_level=False))
+        reporter = RichReporter(console)
+    else:
+        handlers.append(logging.StreamHandler(sys.stderr))
+        handlers[-1].setFormatter(logging.Formatter("%(message)s"))
+        handlers[-1].setLevel(logging.WARNING if quiet or not dist.is_main else logging.INFO)
+    for h in handlers:
+        log.addHandler(h)
+    try:
+        yield reporter
+    finally:
+        if isinstance(reporter, RichReporter):
+            reporter.close()
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+
+
+# ------------------------------------------------------------------------ shared set-up
+
+
+def load_spec(path: Path) -> Spec:
+    import mmnasdsl
+
+    return mmnasdsl.load(path)
+
+
+def default_threads() -> int:
+    """$OMP_NUM_THREADS (torchrun sets 1), else half the cores: the shapes-sized models gain
+    little from more threads, and on a machine busy with other work, torch's spinning
+    worker threads made a step 5x slower with 2 threads than with 1 (2-core VM)."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else max(1, (os.cpu_count() or 2) // 2)
+
+
+def start_processes(device: str, threads: int | None = None) -> tuple[torch.device, Dist]:
+    """The device and, under torchrun (RANK / WORLD_SIZE set), the process group."""
+    torch.set_num_threads(threads or default_threads())
+    if device not in ("cpu", "cuda", "auto"):
+        raise UsageError(f"--device {device}: expected cpu, cuda or auto")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available (try --device auto)")
+    dev = distributed.device_for(device)
+    return dev, distributed.init(dev)
+
+
+def run_dir_for(out: Path | None, spec_path: Path, resume: bool, marker: str, dist: Dist) -> Path:
+    """Rank 0 picks (and checks) the run directory; every rank gets the same path."""
+    path = (
+        runs.prepare_run_dir(out, spec_path, resume=resume, marker=marker) if dist.is_main else None
+    )
+    return Path(distributed.broadcast_object(str(path) if path else None, dist))
+
+
+def data_for(spec: Spec, data: str | None, dist: Dist) -> Path:
+    """The data folder; rank 0 generates missing `shapes` data while the others wait."""
+    from mmnasdsl.data import resolve
+
+    folder = resolve(spec, data) if dist.is_main else None
+    distributed.barrier(dist)
+    return folder if folder is not None else resolve(spec, data)
+
+
+def overrides(**flags: Any) -> dict[str, Any]:
+    """The flags a user gave (None = not given), as settings overrides."""
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def search_cmd(
+    spec_path: SpecArg,
+    out: OutOpt = None,
+    data: DataOpt = None,
+    seed: SeedOpt = 0,
+    resume: ResumeOpt = False,
+    device: DeviceOpt = "auto",
+    epochs: Annotated[int | None, typer.Option(help="T_j: search epochs")] = None,
+    warmup: Annotated[int | None, typer.Option(help="T_w: warm-up epochs")] = None,
+    batch: Annotated[int | None, typer.Option(help="batch size")] = None,
+    lr: Annotated[float | None, typer.Option(help="base lr of W")] = None,
+    theta_lr: Annotated[float | None, typer.Option("--theta-lr", help="lr of θ")] = None,
+    update_ratio: Annotated[
+        int | None, typer.Option("--update-ratio", help="u: W steps per θ step")
+    ] = None,
+    patience: Annotated[int | None, typer.Option(help="early-stop patience (epochs)")] = None,
+    d_model: Annotated[int | None, typer.Option("--d-model", help="width during search")] = None,
+    searcher: Annotated[str, typer.Option(help="oneshot (MMnas) or random")] = "oneshot",
+    checkpoint_every: CkptOpt = 50,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Search a spec's space (MMnas Algorithm 1); writes RUNDIR/arch.mmnas after every epoch."""
+    from mmnasdsl.search import SEARCHERS, SearchJob, run_search
+    from mmnasdsl.settings import search_settings
+
+    spec = load_spec(spec_path)
+    if searcher not in SEARCHERS:
+        try:
+            SEARCHERS.get(searcher)
+        except KeyError as exc:
+            raise UsageError(
+                f"--searcher: {exc.args[0]}; one of {', '.join(SEARCHERS.names())}"
+            ) from None
+    settings = search_settings(
+        spec,
+        **overrides(
+            epochs=epochs,
+            warmup=warmup,
+            batch=batch,
+            lr=lr,
+            theta_lr=theta_lr,
+            update_ratio=update_ratio,
+            patience=patience,
+            d_model=d_model,
+        ),
+    )
+    dev, dist = start_processes(device, threads)
+    try:
+        run_dir = run_dir_for(out, spec_path, resume, "checkpoint.pt", dist)
+        with reporting(run_dir, quiet, dist) as reporter:
+            folder = data_for(spec, data, dist)
+            job = SearchJob(
+                spec=spec,
+                data=folder,
+                run_dir=run_dir,
+                settings=settings,
+                seed=seed,
+                device=dev,
+                resume=resume,
+                searcher=searcher,
+                reporter=reporter,
+                dist=dist,
+                checkpoint_every=checkpoint_every,
+            )
+            history = run_search(job)
+            if dist.is_main and history["epochs"]:
+                last = history["epochs"][-1]
+                log.info(
+                    "search done: %s (D_a %s %.2f); next: mmnasdsl train %s",
+                    run_dir / "arch.mmnas",
+                    last["metric_name"],
+                    last["metric"],
+                    run_dir / "arch.mmnas",
+                )
+    finally:
+        distributed.shutdown(dist)
+
+
+def train_cmd(
+    spec_path: SpecArg,
+    out: OutOpt = None,
+    data: DataOpt = None,
+    seed: SeedOpt = 0,
+    resume: ResumeOpt = False,
+    device: DeviceOpt = "auto",
+    epochs: Annotated[int | None, typer.Option(help="training epochs")] = None,
+    batch: Annotated[int | None, typer.Option(help="batch size")] = None,
+    lr: Annotated[float | None, typer.Option(help="base learning rate")] = None,
+    checkpoint_every: CkptOpt = 200,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a concrete spec from scratch; evaluates on val after every epoch."""
+    from mmnasdsl.settings import train_settings
+    from mmnasdsl.train import Trainer, TrainJob
+
+    spec = load_spec(spec_path)
+    if not spec.is_concrete:
+        raise UsageError(
+            f"{spec_path} is a search space ({spec.search_space_size():,} "
+            f"architectures), not one network: run `mmnasdsl search {spec_path}` "
+            "and train the arch.mmnas it writes"
+        )
+    settings = train_settings(spec, **overrides(epochs=epochs, batch=batch, lr=lr))
+    dev, dist = start_processes(device, threads)
+    try:
+        run_dir = run_dir_for(out, spec_path, resume, "last.pt", dist)
+        with reporting(run_dir, quiet, dist) as reporter:
+            folder = data_for(spec, data, dist)
+            job = TrainJob(
+                spec=spec,
+                data=folder,
+                run_dir=run_dir,
+                settings=settings,
+                seed=seed,
+                device=dev,
+                resume=resume,
+                reporter=reporter,
+                dist=dist,
+                checkpoint_every=checkpoint_every,
+            )
+            summary = Trainer(job).fit()
+            if dist.is_main and summary["best"]:
+                log.info(
+                    "training done: best val %s %.2f at epoch %d; %s",
+                    summary["metric"],
+                    summary["best"][summary["metric"]],
+                    summary["best_epoch"],
+                    run_dir / "best.pt",
+                )
+    finally:
+        distributed.shutdown(dist)
+
+
+def eval_cmd(
+    spec_path: SpecArg,
+    checkpoint: Annotated[
+        Path, typer.Argument(help="best.pt or last.pt of `mmnasdsl train`", show_default=False)
+    ],
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    data: DataOpt = None,
+    device: DeviceOpt = "auto",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--out", help="predictions file (default: predictions-<split>.json next to CKPT)"
+        ),
+    ] = None,
+    max_images: Annotated[
+        int | None,
+        typer.Option("--max-images", min=1, help="ITM: score only the first N images' pairs"),
+    ] = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Evaluate a trained checkpoint: VQA accuracy, ITM Recall@K, VG accuracy@0.5."""
+    from mmnasdsl.train import evaluate_checkpoint
+
+    spec = load_spec(spec_path)
+    if not checkpoint.is_file():
+        raise UsageError(f"{checkpoint}: no such checkpoint")
+    dev, _ = start_processes(device, threads)
+    metrics, predictions = evaluate_checkpoint(
+        spec, checkpoint, data_for(spec, data, Dist()), split, dev, max_images
+    )
+    out = out or checkpoint.parent / f"predictions-{split}.json"
+    runs.write_json(out, predictions)
+    runs.write_json(out.with_name(f"eval-{split}.json"), metrics)
+    print_metrics(metrics, f"{spec_path} on {split}")
+    typer.echo(f"predictions: {out}")
+
+
+def print_metrics(metrics: dict[str, Any], title: str) -> None:
+    """A small table of the metrics (nested groups flattened as group/key)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                table.add_row(f"{key}/{sub}", f"{v:.2f}")
+        else:
+            table.add_row(key, f"{value:.2f}" if isinstance(value, float) else json.dumps(value))
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search_cmd)
+    app.command("train")(train_cmd)
+    app.command("eval")(eval_cmd)

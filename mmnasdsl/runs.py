@@ -1,0 +1,158 @@
+"""Run directories: where search and train write, atomically, and how they resume.
+
+A run directory (docs/interfaces.md "Run directories") holds arch.mmnas, history.json,
+checkpoint.pt, log.txt (search) or best.pt, last.pt, metrics.json (train). Every file is
+written to a temporary name and renamed, so a run killed at any instant leaves either
+the old or the new file, never half of one. Checkpoints hold only tensors, dicts, lists,
+numbers and strings, so `torch.load(weights_only=True)` reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmnasdsl.errors import UsageError
+
+RUNS_ROOT = Path("runs")
+
+
+# ------------------------------------------------------------------------ atomic writes
+
+
+def _atomic(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write text atomically (temp file + os.replace)."""
+    _atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically, indented so a run directory reads well."""
+    write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save atomically."""
+    _atomic(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """torch.load with weights_only=True (no pickled code runs)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:  # pickle errors surface as these
+        raise UsageError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+# ------------------------------------------------------------------------- RNG states
+
+
+def rng_state() -> dict[str, Any]:
+    """torch, numpy and python RNG states as checkpoint-safe values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "gauss": gauss,
+        },
+        "python": {"version": version, "state": list(internal), "gauss": py_gauss},
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+
+
+def step_seed(seed: int, *parts: int) -> int:
+    """A 63-bit seed that is a pure function of (seed, epoch, step, ...): resume needs no
+    generator state, because every step reseeds from where it is."""
+    h = seed & 0xFFFFFFFFFFFF
+    for p in parts:
+        h = (h * 0x100000001B3 + p + 0x9E3779B97F4A7C15) % (1 << 63)
+    return h
+
+
+def generator(seed: int, *parts: int) -> torch.Generator:
+    """A torch.Generator seeded by `step_seed(seed, *parts)`."""
+    return torch.Generator().manual_seed(step_seed(seed, *parts))
+
+
+# ----------------------------------------------------------------------- run directories
+
+
+def run_name(spec_path: str | Path) -> str:
+    """The spec's stem; a searched `<run>/arch.mmnas` is named after its search run, so
+    `mmnasdsl train runs/shapes-vqa/arch.mmnas` trains in runs/shapes-vqa-train."""
+    p = Path(spec_path)
+    return f"{p.resolve().parent.name}-train" if p.stem == "arch" else p.stem
+
+
+def default_run_dir(spec_path: str | Path, root: Path = RUNS_ROOT) -> Path:
+    """runs/<name>, or runs/<name>-2, -3, ... : never an earlier run's directory."""
+    stem = run_name(spec_path)
+    candidate, n = root / stem, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = root / f"{stem}-{n}"
+    return candidate
+
+
+def prepare_run_dir(
+    out: str | Path | None, spec_path: str | Path, *, resume: bool, marker: str
+) -> Path:
+    """The run directory to use, created; refuses to overwrite or to resume nothing.
+
+    Args:
+        out: the `-o` flag, or None for a fresh directory under runs/.
+        spec_path: the spec file (names the default directory).
+        resume: continue the run in `out` from its `marker` checkpoint.
+        marker: the checkpoint file a resumable run leaves (checkpoint.pt, last.pt).
+    """
+    if out is None:
+        if resume:
+            raise UsageError("--resume needs -o RUNDIR (the run to continue)")
+        path = default_run_dir(spec_path)
+    else:
+        path = Path(out)
+        busy = path.exists() and any(path.iterdir())
+        if resume and not (path / marker).exists():
+            raise UsageError(f"cannot resume: {path / marker} does not exist")
+        if busy and not resume:
+            raise UsageError(
+                f"run directory {path} is not empty; pass --resume to continue "
+                "that run, or choose another -o"
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
