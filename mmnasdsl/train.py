@@ -66,8 +66,15 @@ def lr_factor(epoch: int, warmup: int, decay_at: Sequence[int] = (), decay: floa
 
 
 def w_optimizer(params: Sequence[nn.Parameter], lr: float) -> torch.optim.Adam:
-    """Adam(0.9, 0.98, eps 1e-9): the reference's optimiser for the network weights W."""
-    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.98), eps=1e-9)
+    """Adam(0.9, 0.98, eps 1e-9): the reference's optimiser for the network weights W.
+
+    The fused kernel is ~8x faster on CPU than the default (bench/step.py: 0.09 s vs 0.72 s
+    for 24M parameters); torch builds without a CPU fused Adam fall back to the default.
+    """
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.98), eps=1e-9, fused=True)
+    except RuntimeError:
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.98), eps=1e-9)
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
