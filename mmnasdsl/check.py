@@ -92,6 +92,29 @@ class Checker:
     def error(self, message: str, span: Span, hint: str | None = None) -> None:
         self.diags.append(Diagnostic(message, span, hint))
 
+    def first_of_each(self, decls: Iterable[Any], what: str) -> Iterator[Any]:
+        """The declarations (inputs, pools) whose name is new; a repeated name is reported."""
+        seen: dict[str, Span] = {}
+        for decl in decls:
+            if decl.name in seen:
+                self.error(
+                    f"duplicate {what} '{decl.name}' (the first is at {_at(seen[decl.name])})",
+                    decl.span,
+                    f"expected each {what} name once",
+                )
+                continue
+            seen[decl.name] = decl.span
+            yield decl
+
+    def unknown(self, what: str, name: str, names: Iterable[str], span: Span) -> None:
+        """`unknown <what> '<name>'` with a did-you-mean, expecting one of `names`."""
+        names = list(names)
+        self.error(
+            f"unknown {what} '{name}'{did_you_mean(name, names)}",
+            span,
+            f"expected {_one_of(names)}",
+        )
+
     def run(self) -> list[Diagnostic]:
         for step in (
             self.check_singletons,
@@ -155,28 +178,15 @@ class Checker:
         self.validate(ModelSettings, decl.options, decl.span, "model option")
 
     def check_inputs(self) -> None:
-        seen: dict[str, Span] = {}
         kinds: dict[str, str] = {}
-        for decl in self.spec.of_type(InputDecl):
-            if decl.name in seen:
-                self.error(
-                    f"duplicate input '{decl.name}' (the first is at {_at(seen[decl.name])})",
-                    decl.span,
-                    "expected each input name once",
-                )
-                continue
-            seen[decl.name] = decl.span
+        for decl in self.first_of_each(self.spec.of_type(InputDecl), "input"):
             self.check_input(decl, kinds)
 
     def check_input(self, decl: InputDecl, kinds: dict[str, str]) -> None:
         call = decl.source
         schema = INPUT_KINDS.get(call.name)
         if schema is None:
-            self.error(
-                f"unknown input kind '{call.name}'{did_you_mean(call.name, list(INPUT_KINDS))}",
-                call.span,
-                f"expected {_one_of(INPUT_KINDS)}",
-            )
+            self.unknown("input kind", call.name, INPUT_KINDS, call.span)
             return
         if call.name in kinds:
             self.error(
@@ -189,16 +199,7 @@ class Checker:
         self.validate(schema, call.args, call.span, f"{call.name} option")
 
     def check_pools(self) -> None:
-        seen: dict[str, Span] = {}
-        for decl in self.spec.of_type(PoolDecl):
-            if decl.name in seen:
-                self.error(
-                    f"duplicate pool '{decl.name}' (the first is at {_at(seen[decl.name])})",
-                    decl.span,
-                    "expected each pool name once",
-                )
-                continue
-            seen[decl.name] = decl.span
+        for decl in self.first_of_each(self.spec.of_type(PoolDecl), "pool"):
             if decl.name in self.ops:
                 self.error(
                     f"pool '{decl.name}' has the name of an op",
@@ -399,11 +400,7 @@ class Checker:
         call = decl.call
         head = self.heads.get(call.name)
         if head is None:
-            self.error(
-                f"unknown head '{call.name}'{did_you_mean(call.name, list(self.heads))}",
-                call.span,
-                f"expected {_one_of(self.heads)}",
-            )
+            self.unknown("head", call.name, self.heads, call.span)
             return
         self.validate(head.Options, call.args, call.span, f"{call.name} head option")
         kinds = {d.source.name for d in self.spec.inputs.values()}
@@ -424,11 +421,7 @@ class Checker:
         call = decl.call
         sources = DataSettings.model_fields["source"].annotation.__args__  # type: ignore[union-attr]
         if call.name not in sources:
-            self.error(
-                f"unknown data source '{call.name}'{did_you_mean(call.name, sources)}",
-                call.span,
-                f"expected {_one_of(sources)}",
-            )
+            self.unknown("data source", call.name, sources, call.span)
             return
         extra = {"source": call.name}
         self.validate(DataSettings, call.args, call.span, f"{call.name} data option", extra)

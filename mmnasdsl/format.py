@@ -290,4 +290,3 @@ def _blank_after_comments(leading: list[str], spec: Spec, stmt: Any) -> bool:
     comment_lines = {c.span.line for c in spec.comments}
     last = max((c.span.line for c in spec.comments if c.span.line < stmt.span.line), default=0)
     return any(line not in comment_lines for line in range(last + 1, stmt.span.line))
-

@@ -45,10 +45,23 @@ GRAMMAR = Path(__file__).resolve().parent / "grammars" / "mmnas.lark"
 
 # What a user should read instead of a terminal name in "expected ..." lists.
 _TOKEN_WORDS = {
-    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
-    "RATIO": "a ratio like 4:1", "MULT": "a multiplier like 4x", "EQUAL": "'='",
-    "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['",
-    "RSQB": "']'", "COMMA": "','", "VBAR": "'|'", "STAR": "'*'", "$END": "end of file",
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "RATIO": "a ratio like 4:1",
+    "MULT": "a multiplier like 4x",
+    "EQUAL": "'='",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
+    "VBAR": "'|'",
+    "STAR": "'*'",
+    "$END": "end of file",
 }
 
 
@@ -75,15 +88,22 @@ def _parser() -> Lark:
     The basic (not contextual) lexer makes keywords reserved everywhere, so a missing
     sequence (`encoder text =` then `decoder ...`) fails at `decoder`, not three tokens on.
     """
-    return Lark(_grammar(), parser="lalr", lexer="basic", propagate_positions=True,
-                maybe_placeholders=False, lexer_callbacks={"COMMENT": _collect_comment})
+    return Lark(
+        _grammar(),
+        parser="lalr",
+        lexer="basic",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        lexer_callbacks={"COMMENT": _collect_comment},
+    )
 
 
 def _span(meta: Any) -> Span:
     if getattr(meta, "empty", True):
         return Span()
-    return Span(line=meta.line, column=meta.column, end_line=meta.end_line,
-                end_column=meta.end_column)
+    return Span(
+        line=meta.line, column=meta.column, end_line=meta.end_line, end_column=meta.end_column
+    )
 
 
 class _Located:
@@ -109,8 +129,12 @@ def unescape(body: str) -> str:
 
 
 def _tok_span(tok: Token) -> Span:
-    return Span(line=tok.line or 0, column=tok.column or 0, end_line=tok.end_line or 0,
-                end_column=tok.end_column or 0)
+    return Span(
+        line=tok.line or 0,
+        column=tok.column or 0,
+        end_line=tok.end_line or 0,
+        end_column=tok.end_column or 0,
+    )
 
 
 @v_args(meta=True)
@@ -141,10 +165,15 @@ class _ToSpec(Transformer):
     def stack(self, meta, c):
         kind, stream, rest = c[0], c[1], list(c[2:])
         guide = rest.pop(0) if rest and isinstance(rest[0], Token) else None
-        return StackDecl(kind=kind, stream=str(stream), stream_span=_tok_span(stream),
-                         guide=str(guide) if guide else None,
-                         guide_span=_tok_span(guide) if guide else Span(),
-                         body=tuple(rest), span=_span(meta))
+        return StackDecl(
+            kind=kind,
+            stream=str(stream),
+            stream_span=_tok_span(stream),
+            guide=str(guide) if guide else None,
+            guide_span=_tok_span(guide) if guide else Span(),
+            body=tuple(rest),
+            span=_span(meta),
+        )
 
     def head(self, meta, c):
         return HeadDecl(call=c[0], span=_span(meta))
@@ -159,8 +188,9 @@ class _ToSpec(Transformer):
         return Ref(name=str(c[0]), span=_span(meta))
 
     def choice(self, meta, c):
-        return Choice(options=tuple(Ref(name=str(t), span=_tok_span(t)) for t in c),
-                      span=_span(meta))
+        return Choice(
+            options=tuple(Ref(name=str(t), span=_tok_span(t)) for t in c), span=_span(meta)
+        )
 
     def group(self, meta, c):
         return Group(body=tuple(c), span=_span(meta))

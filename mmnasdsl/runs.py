@@ -10,6 +10,7 @@ numbers and strings, so `torch.load(weights_only=True)` reads them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import tempfile
@@ -62,6 +63,27 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError) as exc:  # pickle errors surface as these
         raise UsageError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+# kind of run -> how a message names its checkpoint, and what the run did to its spec
+_RESUMABLE = {"search": ("search", "searched"), "train": ("training", "trained")}
+
+
+def check_resumable(ckpt: dict[str, Any], path: Path, kind: str, spec_text: str) -> None:
+    """Refuse to resume from `path` (in the run directory) if it was written by another
+    kind of run ("search", "train") or for another spec (`spec_text`, formatted)."""
+    noun, verb = _RESUMABLE[kind]
+    if ckpt.get("kind") != kind:
+        raise UsageError(f"{path} is not a {noun} checkpoint")
+    if ckpt["spec"] != spec_text:
+        raise UsageError(f"cannot resume: {path.parent} {verb} a different spec")
+
+
+def resumed(ckpt: dict[str, Any], run_dir: Path, log: logging.Logger) -> None:
+    """The last step of a resume: the RNG states restored, and a line in the run's log."""
+    set_rng_state(ckpt["rng"])
+    state = ckpt["state"]
+    log.info("resuming %s at epoch %d step %d", run_dir, state["epoch"] + 1, state["step"])
 
 
 # ------------------------------------------------------------------------- RNG states

@@ -42,8 +42,10 @@ class ModelSettings(Settings):
     def _heads_divide(self) -> ModelSettings:
         if self.heads is not None and self.head_dim is not None:
             if self.heads * self.head_dim != self.d_model:
-                raise ValueError(f"heads * head_dim = {self.heads * self.head_dim} "
-                                 f"is not d_model = {self.d_model}")
+                raise ValueError(
+                    f"heads * head_dim = {self.heads * self.head_dim} "
+                    f"is not d_model = {self.d_model}"
+                )
         elif self.d_model % (self.heads or self.head_dim or 64):
             what = f"heads = {self.heads}" if self.heads else f"head_dim = {self.head_dim or 64}"
             raise ValueError(f"d_model = {self.d_model} is not divisible by {what}")
@@ -177,8 +179,11 @@ def to_python(value: Value) -> Any:
         return tuple(to_python(v) for v in value.items)
     if isinstance(value, Call):
         positional = [to_python(a.value) for a in value.args if a.key is None]
-        return {"call": value.name, "args": positional,
-                **{a.key: to_python(a.value) for a in value.args if a.key is not None}}
+        return {
+            "call": value.name,
+            "args": positional,
+            **{a.key: to_python(a.value) for a in value.args if a.key is not None},
+        }
     return value
 
 

@@ -281,8 +281,16 @@ class Spec(Node):
         out: list[Block] = []
         for st in stacks:
             for index, (choices, span) in enumerate(_expand(st.body, self.pools)):
-                out.append(Block(stack=st.kind, stream=st.stream, index=index,
-                                 choices=choices, guide=st.guide, span=span))
+                out.append(
+                    Block(
+                        stack=st.kind,
+                        stream=st.stream,
+                        index=index,
+                        choices=choices,
+                        guide=st.guide,
+                        span=span,
+                    )
+                )
         return out
 
     @property

@@ -600,20 +600,12 @@ class Trainer:
         runs.save_checkpoint(self.job.run_dir / "last.pt", state)
 
     def _load(self, ckpt: dict[str, Any]) -> None:
-        if ckpt.get("kind") != "train":
-            raise UsageError(f"{self.job.run_dir / 'last.pt'} is not a training checkpoint")
-        if ckpt["spec"] != format_spec(self.job.spec):
-            raise UsageError(f"cannot resume: {self.job.run_dir} trained a different spec")
+        path = self.job.run_dir / "last.pt"
+        runs.check_resumable(ckpt, path, "train", format_spec(self.job.spec))
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.state = TrainState(**ckpt["state"])
-        runs.set_rng_state(ckpt["rng"])
-        log.info(
-            "resuming %s at epoch %d step %d",
-            self.job.run_dir,
-            self.state.epoch + 1,
-            self.state.step,
-        )
+        runs.resumed(ckpt, self.job.run_dir, log)
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -10,6 +10,20 @@ SHIPPED = sorted((ROOT / "specs").glob("*.mmnas"))
 VALID = sorted((ROOT / "tests" / "specs" / "valid").glob("*.mmnas"))
 INVALID = sorted((ROOT / "tests" / "specs" / "invalid").glob("*.mmnas"))
 
+# The keywords of the grammar (mmnas.lark): reserved, so never a name.
+KEYWORDS = (
+    "model",
+    "input",
+    "pool",
+    "encoder",
+    "decoder",
+    "head",
+    "data",
+    "search",
+    "train",
+    "guide",
+)
+
 _HEADER = re.compile(r"# error: (\d+):(\d+) (.+)")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from _specs import INVALID, SHIPPED, VALID, expected_errors
+from _specs import INVALID, KEYWORDS, SHIPPED, VALID, expected_errors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_format import specs
@@ -105,16 +105,7 @@ def test_check_without_text_still_locates():
 # ------------------------------------------------ never anything but a SpecError
 
 _TOKENS = [
-    "model",
-    "input",
-    "pool",
-    "encoder",
-    "decoder",
-    "head",
-    "data",
-    "search",
-    "train",
-    "guide",
+    *KEYWORDS,
     "words",
     "objects",
     "SA",

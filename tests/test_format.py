@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from _specs import SHIPPED, VALID
+from _specs import KEYWORDS, SHIPPED, VALID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,19 +32,6 @@ from mmnasdsl.spec import (
     Spec,
     StackDecl,
 )
-
-KEYWORDS = {
-    "model",
-    "input",
-    "pool",
-    "encoder",
-    "decoder",
-    "head",
-    "data",
-    "search",
-    "train",
-    "guide",
-}
 
 # ------------------------------------------------------------------------- strategies
 

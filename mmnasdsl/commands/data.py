@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -40,6 +41,7 @@ IdMapOpt = Annotated[
 MinWordOpt = Annotated[
     int, typer.Option("--min-word-count", min=1, help="keep words seen this often in train")
 ]
+MaxLenOpt = Annotated[int, typer.Option("--max-len", min=1)]
 
 
 def register(app: typer.Typer) -> None:
@@ -93,19 +95,21 @@ def import_vqa2_cmd(
         ),
     ] = None,
     min_word_count: MinWordOpt = 1,
-    max_len: Annotated[int, typer.Option("--max-len", min=1)] = 14,
+    max_len: MaxLenOpt = 14,
     glove: GloveOpt = None,
     id_map: IdMapOpt = None,
     skip_missing: SkipOpt = False,
 ) -> None:
     """VQA-v2 questions (+ annotations) and features -> one VQA store."""
-    from mmnasdsl.data.importers import import_vqa2, open_features
+    from mmnasdsl.data.importers import import_vqa2
 
-    summary = import_vqa2(
+    _import(
+        import_vqa2,
         questions,
         annotations,
-        open_features(features, id_map),
-        out,
+        features=features,
+        id_map=id_map,
+        out=out,
         min_answer_count=min_answer_count,
         min_word_count=min_word_count,
         max_len=max_len,
@@ -114,7 +118,6 @@ def import_vqa2_cmd(
         glove=glove,
         skip_missing=skip_missing,
     )
-    console.print(summary.line())
 
 
 @import_app.command("flickr30k")
@@ -123,24 +126,25 @@ def import_flickr_cmd(
     features: FeaturesOpt,
     out: Annotated[Path, typer.Option("-o", "--out", help="folder for train/val/test .h5")],
     min_word_count: MinWordOpt = 1,
-    max_len: Annotated[int, typer.Option("--max-len", min=1)] = 50,
+    max_len: MaxLenOpt = 50,
     glove: GloveOpt = None,
     id_map: IdMapOpt = None,
     skip_missing: SkipOpt = False,
 ) -> None:
     """Flickr30K (Karpathy split) and features -> train/val/test ITM stores."""
-    from mmnasdsl.data.importers import import_flickr30k, open_features
+    from mmnasdsl.data.importers import import_flickr30k
 
-    for s in import_flickr30k(
+    _import(
+        import_flickr30k,
         karpathy,
-        open_features(features, id_map),
-        out,
+        features=features,
+        id_map=id_map,
+        out=out,
         min_word_count=min_word_count,
         max_len=max_len,
         glove=glove,
         skip_missing=skip_missing,
-    ):
-        console.print(s.line())
+    )
 
 
 @import_app.command("refcoco")
@@ -150,25 +154,43 @@ def import_refcoco_cmd(
     features: FeaturesOpt,
     out: Annotated[Path, typer.Option("-o", "--out", help="folder for <split>.h5")],
     min_word_count: MinWordOpt = 1,
-    max_len: Annotated[int, typer.Option("--max-len", min=1)] = 14,
+    max_len: MaxLenOpt = 14,
     glove: GloveOpt = None,
     id_map: IdMapOpt = None,
     skip_missing: SkipOpt = False,
 ) -> None:
     """RefCOCO/+/g refs, COCO instances and features -> one VG store per split."""
-    from mmnasdsl.data.importers import import_refcoco, open_features
+    from mmnasdsl.data.importers import import_refcoco
 
-    for s in import_refcoco(
+    _import(
+        import_refcoco,
         refs,
         instances,
-        open_features(features, id_map),
-        out,
+        features=features,
+        id_map=id_map,
+        out=out,
         min_word_count=min_word_count,
         max_len=max_len,
         glove=glove,
         skip_missing=skip_missing,
-    ):
-        console.print(s.line())
+    )
+
+
+def _import(
+    importer: Callable[..., Any],
+    *inputs: Any,
+    features: Path,
+    id_map: Path | None,
+    out: Path,
+    **options: Any,
+) -> None:
+    """Open the features, run one importer (`inputs`, features, `out`) and print a line per
+    store it wrote."""
+    from mmnasdsl.data.importers import open_features
+
+    written = importer(*inputs, open_features(features, id_map), out, **options)
+    for summary in written if isinstance(written, list) else [written]:
+        console.print(summary.line())
 
 
 @data_app.command("info")

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,6 +45,7 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the split, the ord
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue the run in -o exactly")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress, warnings only")]
+BatchOpt = Annotated[int | None, typer.Option(help="batch size")]
 CkptOpt = Annotated[
     int, typer.Option("--checkpoint-every", min=1, help="steps between mid-epoch checkpoints")
 ]
@@ -193,6 +195,41 @@ def data_for(spec: Spec, data: str | None, dist: Dist) -> Path:
     return folder if folder is not None else resolve(spec, data)
 
 
+@contextmanager
+def run_session(
+    spec: Spec,
+    spec_path: Path,
+    out: Path | None,
+    data: str | None,
+    resume: bool,
+    device: str,
+    threads: int | None,
+    quiet: bool,
+    marker: str,
+) -> Iterator[dict[str, Any]]:
+    """The set-up `search` and `train` share: device and process group, run directory,
+    logging, data. Yields the fields every job takes; leaves the process group on exit.
+
+    Args:
+        marker: the checkpoint a resumable run leaves (checkpoint.pt, last.pt).
+    """
+    dev, dist = start_processes(device, threads)
+    try:
+        run_dir = run_dir_for(out, spec_path, resume, marker, dist)
+        with reporting(run_dir, quiet, dist) as reporter:
+            yield {
+                "spec": spec,
+                "data": data_for(spec, data, dist),
+                "run_dir": run_dir,
+                "device": dev,
+                "resume": resume,
+                "reporter": reporter,
+                "dist": dist,
+            }
+    finally:
+        distributed.shutdown(dist)
+
+
 def overrides(**flags: Any) -> dict[str, Any]:
     """The flags a user gave (None = not given), as settings overrides."""
     return {k: v for k, v in flags.items() if v is not None}
@@ -210,7 +247,7 @@ def search_cmd(
     device: DeviceOpt = "auto",
     epochs: Annotated[int | None, typer.Option(help="T_j: search epochs")] = None,
     warmup: Annotated[int | None, typer.Option(help="T_w: warm-up epochs")] = None,
-    batch: Annotated[int | None, typer.Option(help="batch size")] = None,
+    batch: BatchOpt = None,
     lr: Annotated[float | None, typer.Option(help="base lr of W")] = None,
     theta_lr: Annotated[float | None, typer.Option("--theta-lr", help="lr of θ")] = None,
     update_ratio: Annotated[
@@ -248,36 +285,27 @@ def search_cmd(
             d_model=d_model,
         ),
     )
-    dev, dist = start_processes(device, threads)
-    try:
-        run_dir = run_dir_for(out, spec_path, resume, "checkpoint.pt", dist)
-        with reporting(run_dir, quiet, dist) as reporter:
-            folder = data_for(spec, data, dist)
-            job = SearchJob(
-                spec=spec,
-                data=folder,
-                run_dir=run_dir,
-                settings=settings,
-                seed=seed,
-                device=dev,
-                resume=resume,
-                searcher=searcher,
-                reporter=reporter,
-                dist=dist,
-                checkpoint_every=checkpoint_every,
+    session = run_session(
+        spec, spec_path, out, data, resume, device, threads, quiet, "checkpoint.pt"
+    )
+    with session as common:
+        job = SearchJob(
+            **common,
+            settings=settings,
+            seed=seed,
+            searcher=searcher,
+            checkpoint_every=checkpoint_every,
+        )
+        history = run_search(job)
+        if job.dist.is_main and history["epochs"]:
+            last = history["epochs"][-1]
+            log.info(
+                "search done: %s (D_a %s %.2f); next: mmnasdsl train %s",
+                job.run_dir / "arch.mmnas",
+                last["metric_name"],
+                last["metric"],
+                job.run_dir / "arch.mmnas",
             )
-            history = run_search(job)
-            if dist.is_main and history["epochs"]:
-                last = history["epochs"][-1]
-                log.info(
-                    "search done: %s (D_a %s %.2f); next: mmnasdsl train %s",
-                    run_dir / "arch.mmnas",
-                    last["metric_name"],
-                    last["metric"],
-                    run_dir / "arch.mmnas",
-                )
-    finally:
-        distributed.shutdown(dist)
 
 
 def train_cmd(
@@ -288,7 +316,7 @@ def train_cmd(
     resume: ResumeOpt = False,
     device: DeviceOpt = "auto",
     epochs: Annotated[int | None, typer.Option(help="training epochs")] = None,
-    batch: Annotated[int | None, typer.Option(help="batch size")] = None,
+    batch: BatchOpt = None,
     lr: Annotated[float | None, typer.Option(help="base learning rate")] = None,
     checkpoint_every: CkptOpt = 200,
     threads: ThreadsOpt = None,
@@ -306,34 +334,18 @@ def train_cmd(
             "and train the arch.mmnas it writes"
         )
     settings = train_settings(spec, **overrides(epochs=epochs, batch=batch, lr=lr))
-    dev, dist = start_processes(device, threads)
-    try:
-        run_dir = run_dir_for(out, spec_path, resume, "last.pt", dist)
-        with reporting(run_dir, quiet, dist) as reporter:
-            folder = data_for(spec, data, dist)
-            job = TrainJob(
-                spec=spec,
-                data=folder,
-                run_dir=run_dir,
-                settings=settings,
-                seed=seed,
-                device=dev,
-                resume=resume,
-                reporter=reporter,
-                dist=dist,
-                checkpoint_every=checkpoint_every,
+    session = run_session(spec, spec_path, out, data, resume, device, threads, quiet, "last.pt")
+    with session as common:
+        job = TrainJob(**common, settings=settings, seed=seed, checkpoint_every=checkpoint_every)
+        summary = Trainer(job).fit()
+        if job.dist.is_main and summary["best"]:
+            log.info(
+                "training done: best val %s %.2f at epoch %d; %s",
+                summary["metric"],
+                summary["best"][summary["metric"]],
+                summary["best_epoch"],
+                job.run_dir / "best.pt",
             )
-            summary = Trainer(job).fit()
-            if dist.is_main and summary["best"]:
-                log.info(
-                    "training done: best val %s %.2f at epoch %d; %s",
-                    summary["metric"],
-                    summary["best"][summary["metric"]],
-                    summary["best_epoch"],
-                    run_dir / "best.pt",
-                )
-    finally:
-        distributed.shutdown(dist)
 
 
 def eval_cmd(

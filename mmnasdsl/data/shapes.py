@@ -54,6 +54,7 @@ ANNOTATOR_ACCURACY = (0.9, 0.75, 0.85)  # per answer type: yes/no, number, other
 ANSWERS = ("yes", "no", *map(str, range(MAX_OBJECTS + 1)), *COLORS, *SHAPES, *SIZES, *MATERIALS)
 RELATIONS = ("left of", "right of", "above", "below")
 MARGIN = 6.0  # pixels: a relation must hold or fail by at least this much to be asked
+AXIS_RATIO = 1.5  # VQA spatial: one axis of an offset at least this much longer than the other
 
 Desc = dict[str, int]  # attribute name -> value index; {} is "object"
 
@@ -186,6 +187,12 @@ def relation_holds(scene: Scene, i: int, j: int, rel: str) -> float:
     return {"left of": xj - xi, "right of": xi - xj, "above": yj - yi, "below": yi - yj}[rel]
 
 
+def axis_ratio(scene: Scene, i: int, j: int) -> float:
+    """|dy| / |dx| of the centres of i and j in pixels (> 1: the offset is mainly vertical)."""
+    dx, dy = np.abs(scene.centres[i] - scene.centres[j])
+    return float(max(dy, 1e-6) / max(dx, 1e-6))
+
+
 def nearest(scene: Scene, j: int, candidates: np.ndarray) -> int | None:
     """The candidate nearest to object j, if clearly nearer (25%) than the runner-up."""
     cand = candidates[candidates != j]
@@ -244,13 +251,24 @@ def _query(scene: Scene, rng: np.random.Generator) -> tuple[str, str] | None:
 
 
 def _spatial(scene: Scene, rng: np.random.Generator) -> tuple[str, str] | None:
-    i, j = (int(k) for k in rng.choice(scene.n, 2, replace=False))
-    di, dj = unique_desc(scene, i, rng), unique_desc(scene, j, rng)
-    rel = RELATIONS[int(rng.integers(4))]
-    margin = relation_holds(scene, i, j, rel)
-    if di is None or dj is None or abs(margin) < MARGIN:
-        return None
-    return f"is the {describe(di)} {rel} the {describe(dj)}", "yes" if margin > 0 else "no"
+    """Is the offset between two objects mainly vertical ("above or below") or horizontal
+    ("left or right of")? Yes/no, balanced per axis.
+
+    Not "is A left of B": R, the only carrier of position, holds |dx| and |dy| (paper §3.1),
+    so the sign of an offset reaches no model, while its axis does (`axis_ratio`).
+    """
+    vertical, want_yes = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+    for _ in range(20):
+        i, j = (int(k) for k in rng.choice(scene.n, 2, replace=False))
+        ratio = axis_ratio(scene, i, j)  # > 1: mainly vertical
+        if max(ratio, 1 / ratio) < AXIS_RATIO or (ratio > 1) != (vertical == want_yes):
+            continue
+        di, dj = unique_desc(scene, i, rng), unique_desc(scene, j, rng)
+        if di is None or dj is None:
+            continue
+        rel = "above or below" if vertical else "left or right of"
+        return f"is the {describe(di)} {rel} the {describe(dj)}", "yes" if want_yes else "no"
+    return None
 
 
 def _nearest(scene: Scene, rng: np.random.Generator) -> tuple[str, str] | None:

@@ -392,10 +392,7 @@ class OneShotSearch:
 
     def _load(self, ckpt: dict[str, Any]) -> None:
         path = self.job.run_dir / "checkpoint.pt"
-        if ckpt.get("kind") != "search":
-            raise UsageError(f"{path} is not a search checkpoint")
-        if ckpt["spec"] != format_spec(self.job.spec):
-            raise UsageError(f"cannot resume: {self.job.run_dir} searched a different spec")
+        runs.check_resumable(ckpt, path, "search", format_spec(self.job.spec))
         for what, mine, theirs in (
             ("seed", self.job.seed, ckpt["seed"]),
             ("searcher", self.job.searcher, ckpt["searcher"]),
@@ -410,13 +407,7 @@ class OneShotSearch:
         self.w_opt.load_state_dict(ckpt["w_opt"])
         self.searcher.load_state_dict(ckpt["searcher_state"])
         self.state = SearchState(**ckpt["state"])
-        runs.set_rng_state(ckpt["rng"])
-        log.info(
-            "resuming %s at epoch %d step %d",
-            self.job.run_dir,
-            self.state.epoch + 1,
-            self.state.step,
-        )
+        runs.resumed(ckpt, self.job.run_dir, log)
 
     # -- small helpers -----------------------------------------------------------------------
 

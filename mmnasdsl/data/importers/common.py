@@ -17,7 +17,7 @@ import numpy as np
 
 from mmnasdsl.data.importers.features import FeatureSource
 from mmnasdsl.data.store import StoreWriter, TextData
-from mmnasdsl.data.text import encode, read_glove
+from mmnasdsl.data.text import build_vocab, encode, read_glove
 from mmnasdsl.errors import DataError
 
 
@@ -114,6 +114,41 @@ def write_samples(
         summary.images = w.n_images
     summary.samples = len(samples)
     return summary
+
+
+def write_splits(
+    splits: dict[str, list[Sample]],
+    task: str,
+    source: FeatureSource,
+    out_dir: str | Path,
+    *,
+    origin: str,
+    min_word_count: int,
+    max_len: int,
+    glove: str | Path | None,
+    skip_missing: bool,
+    labels: Callable[[list[Sample]], dict[str, Any]] | None = None,
+) -> list[Summary]:
+    """Write `out_dir/<split>.h5` for every split with samples, in the order given; the
+    vocabulary is built on train and shared, GloVe (optional) goes into the train store."""
+    vocab = build_vocab((list(s.tokens) for s in splits["train"]), min_word_count)
+    return [
+        write_samples(
+            Path(out_dir) / f"{name}.h5",
+            task,
+            samples,
+            source,
+            vocab=vocab,
+            max_len=max_len,
+            split=name,
+            origin=origin,
+            skip_missing=skip_missing,
+            labels=labels,
+            glove=load_glove(glove, vocab) if name == "train" else None,
+        )
+        for name, samples in splits.items()
+        if samples
+    ]
 
 
 def load_glove(path: str | Path | None, vocab: list[str]) -> np.ndarray | None:

@@ -11,16 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmnasdsl.data.importers.common import (
-    Sample,
-    Summary,
-    load_glove,
-    need,
-    read_json,
-    write_samples,
-)
+from mmnasdsl.data.importers.common import Sample, Summary, need, read_json, write_splits
 from mmnasdsl.data.importers.features import FeatureSource
-from mmnasdsl.data.text import build_vocab, tokenize
+from mmnasdsl.data.text import tokenize
 from mmnasdsl.errors import DataError
 
 SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
@@ -71,25 +64,15 @@ def import_flickr30k(
     glove: str | Path | None = None,
     skip_missing: bool = False,
 ) -> list[Summary]:
-    """Write `out_dir/{train,val,test}.h5`."""
-    splits = read_karpathy(karpathy)
-    vocab = build_vocab((list(s.tokens) for s in splits["train"]), min_word_count)
-    summaries = []
-    for name, samples in splits.items():
-        if not samples:
-            continue
-        summaries.append(
-            write_samples(
-                Path(out_dir) / f"{name}.h5",
-                "itm",
-                samples,
-                source,
-                vocab=vocab,
-                max_len=max_len,
-                split=name,
-                origin=f"flickr30k {Path(karpathy).name}",
-                skip_missing=skip_missing,
-                glove=load_glove(glove, vocab) if name == "train" else None,
-            )
-        )
-    return summaries
+    """Write `out_dir/{train,val,test}.h5` (a split with no images is left out)."""
+    return write_splits(
+        read_karpathy(karpathy),
+        "itm",
+        source,
+        out_dir,
+        origin=f"flickr30k {Path(karpathy).name}",
+        min_word_count=min_word_count,
+        max_len=max_len,
+        glove=glove,
+        skip_missing=skip_missing,
+    )

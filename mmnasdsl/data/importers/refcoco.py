@@ -14,16 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from mmnasdsl.data.importers.common import (
-    Sample,
-    Summary,
-    load_glove,
-    need,
-    read_json,
-    write_samples,
-)
+from mmnasdsl.data.importers.common import Sample, Summary, need, read_json, write_splits
 from mmnasdsl.data.importers.features import FeatureSource, safe_pickle_load
-from mmnasdsl.data.text import build_vocab, tokenize
+from mmnasdsl.data.text import tokenize
 from mmnasdsl.errors import DataError
 
 
@@ -93,20 +86,15 @@ def import_refcoco(
     splits = read_refs(refs, read_boxes(instances))
     if "train" not in splits:
         raise DataError(f"{refs}: no 'train' refs (found splits: {', '.join(sorted(splits))})")
-    vocab = build_vocab((list(s.tokens) for s in splits["train"]), min_word_count)
-    return [
-        write_samples(
-            Path(out_dir) / f"{name}.h5",
-            "vg",
-            samples,
-            source,
-            vocab=vocab,
-            max_len=max_len,
-            split=name,
-            origin=f"refcoco {Path(refs).name}",
-            skip_missing=skip_missing,
-            labels=vg_labels,
-            glove=load_glove(glove, vocab) if name == "train" else None,
-        )
-        for name, samples in sorted(splits.items())
-    ]
+    return write_splits(
+        dict(sorted(splits.items())),
+        "vg",
+        source,
+        out_dir,
+        origin=f"refcoco {Path(refs).name}",
+        min_word_count=min_word_count,
+        max_len=max_len,
+        glove=glove,
+        skip_missing=skip_missing,
+        labels=vg_labels,
+    )
