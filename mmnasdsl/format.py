@@ -265,7 +265,7 @@ def _spacing(spec: Spec, prev: Any, stmt: Any, comments: _Comments, started: boo
     comment_lines = {c.span.line for c in spec.comments}
     out: list[str] = []
     if (prev is not None and _blank_between(prev, stmt, comment_lines)) or (
-        prev is None and leading and started
+        prev is None and started  # a blank line after the `header` argument
     ):
         out.append("")
     out += leading

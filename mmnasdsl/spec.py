@@ -312,13 +312,20 @@ class Spec(Node):
         return format_spec(self, header)
 
     def replace_stacks(self, ops: dict[str, list[str]]) -> Spec:
-        """A copy whose stacks are the given op lists (by stack kind): the searcher's output."""
+        """A copy whose stacks are the given op lists (by stack kind): the searcher's output.
+
+        The file's header comments (those before the first statement) describe the search
+        space, not the one network chosen from it, so the copy leaves them out; the caller
+        writes its own header (`format_spec(..., header=...)`).
+        """
         stmts = []
         for s in self.statements:
             if isinstance(s, StackDecl) and s.kind in ops:
                 s = s.model_copy(update={"body": compress(ops[s.kind])})
             stmts.append(s)
-        return self.model_copy(update={"statements": tuple(stmts)})
+        first = min((s.span.line for s in self.statements if s.span.line), default=0)
+        comments = tuple(c for c in self.comments if c.span.line >= first)
+        return self.model_copy(update={"statements": tuple(stmts), "comments": comments})
 
 
 def _pool_members(name: str, pools: dict[str, PoolDecl], seen: frozenset[str]) -> tuple[str, ...]:

@@ -202,7 +202,8 @@ def test_searcher_output_keeps_comments_and_settings():
     dec += ["RSA", "SA", "FFN", "RSA", "GA", "FFN"]
     out = format_spec(space.replace_stacks({"encoder": enc, "decoder": dec}), header="epoch 3")
     concrete = parse(out)
-    assert out.startswith("# epoch 3\n\n# MMnas search space")
+    assert out.startswith("# epoch 3\n\nmodel vqa {")  # the space's header is not the net's
+    assert "# 64 per head" in out  # comments inside the spec stay
     assert [b.choices[0] for b in concrete.blocks()] == enc + dec
     assert concrete.is_concrete and concrete.model == space.model
     assert concrete.section("train") == space.section("train")
@@ -219,3 +220,15 @@ def test_strings_and_floats_round_trip():
     assert parse(format_spec(spec)) == spec
     assert 'root = "a\\\\b \\"q\\" \\t é"' in format_spec(spec)
     assert "lr = 1e-09" in format_spec(spec)
+
+
+def test_concrete_copy_drops_the_space_header_but_keeps_other_comments():
+    text = (
+        "# the search space: 2^2 architectures\n\n"
+        "input t = words\ninput i = objects\n"
+        "# the encoder\nencoder t = (SA | FFN) * 2\nhead vqa\n"
+    )
+    out = format_spec(parse(text).replace_stacks({"encoder": ["SA", "FFN"]}), header="epoch 1")
+    assert "search space" not in out
+    assert out.startswith("# epoch 1\n\ninput t = words\n")
+    assert "# the encoder\nencoder t = SA FFN" in out
