@@ -88,7 +88,7 @@ def test_referring_expressions_pick_exactly_one_object() -> None:
 def parse_and_resolve(scene: S.Scene, text: str) -> list[int]:
     """An independent reading of `the X [rel the Y]`: the objects it denotes."""
     words = text.split()
-    for rel in ("left of", "right of", "above", "below", "nearest to"):
+    for rel in ("left or right of", "above or below", "nearest to"):
         if f" {rel} the " in text:
             head, tail = text[4:].split(f" {rel} the ")
             anchors = objects_called(scene, tail)
@@ -99,13 +99,10 @@ def parse_and_resolve(scene: S.Scene, text: str) -> list[int]:
             if rel == "nearest to":
                 d = sorted((np.hypot(*(scene.centres[i] - (ax, ay))), i) for i in cand)
                 return [d[0][1]] if len(d) == 1 or d[1][0] > 1.2 * d[0][0] else []
-            sign, axis = {
-                "left of": (-1, 0),
-                "right of": (1, 0),
-                "above": (-1, 1),
-                "below": (1, 1),
-            }[rel]
-            return [i for i in cand if sign * (scene.centres[i][axis] - (ax, ay)[axis]) > 0]
+            # the axis of the offset: every candidate not clearly (1.5x) along the other axis
+            axis = 0 if rel == "left or right of" else 1
+            off = [np.abs(scene.centres[i] - (ax, ay)) for i in cand]
+            return [i for i, o in zip(cand, off, strict=True) if 1.5 * o[axis] > o[1 - axis]]
     assert words[0] == "the"
     return objects_called(scene, " ".join(words[1:]))
 
@@ -141,6 +138,9 @@ def test_itm_five_distinct_captions_and_vg_proposals(tmp_path: Path) -> None:
         raw = f["text/raw"].asstr()[:]
     for img in range(ds.n_images):
         assert len(set(raw[ds.caption_image == img])) == 5
+    for c in raw:  # relations only by axis or distance: R holds no side
+        rest = c.replace("left or right of", "").replace("above or below", "").split()
+        assert not {"left", "right", "above", "below"} & set(rest), c
     rng = np.random.default_rng(0)
     scene = S.make_scene(rng)
     feats, boxes = S.proposals(scene, rng)

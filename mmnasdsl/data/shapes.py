@@ -52,9 +52,8 @@ FAMILY_SHARE = (0.15, 0.2, 0.2, 0.2, 0.1, 0.15)  # target mix before rejections
 FAMILY_TYPE = {"exist": 0, "count": 1, "query": 2, "spatial": 0, "nearest": 2, "compare": 0}
 ANNOTATOR_ACCURACY = (0.9, 0.75, 0.85)  # per answer type: yes/no, number, other
 ANSWERS = ("yes", "no", *map(str, range(MAX_OBJECTS + 1)), *COLORS, *SHAPES, *SIZES, *MATERIALS)
-RELATIONS = ("left of", "right of", "above", "below")
-MARGIN = 6.0  # pixels: a relation must hold or fail by at least this much to be asked
-AXIS_RATIO = 1.5  # VQA spatial: one axis of an offset at least this much longer than the other
+RELATIONS = ("above or below", "left or right of")  # the axis of an offset, never its side
+AXIS_RATIO = 1.5  # one axis of an offset at least this much longer than the other to be named
 
 Desc = dict[str, int]  # attribute name -> value index; {} is "object"
 
@@ -181,16 +180,23 @@ def random_desc(scene: Scene, rng: np.random.Generator, from_scene: bool) -> Des
     return {a: int(rng.integers(len(ATTRIBUTES[a]))) for a in names}
 
 
-def relation_holds(scene: Scene, i: int, j: int, rel: str) -> float:
-    """Signed margin (pixels) by which `i rel j` holds (negative: it fails)."""
-    (xi, yi), (xj, yj) = scene.centres[i], scene.centres[j]
-    return {"left of": xj - xi, "right of": xi - xj, "above": yj - yi, "below": yi - yj}[rel]
-
-
 def axis_ratio(scene: Scene, i: int, j: int) -> float:
     """|dy| / |dx| of the centres of i and j in pixels (> 1: the offset is mainly vertical)."""
     dx, dy = np.abs(scene.centres[i] - scene.centres[j])
     return float(max(dy, 1e-6) / max(dx, 1e-6))
+
+
+def axis_relation(scene: Scene, i: int, j: int) -> str | None:
+    """The `RELATIONS` entry for the offset between i and j, or None when neither axis is
+    `AXIS_RATIO` times the other (borderline: a reader could not tell).
+
+    Only the axis, never the side: R holds |dx| and |dy| (paper §3.1), so "left of" and
+    "right of" differ only by a sign no model sees.
+    """
+    ratio = axis_ratio(scene, i, j)
+    if ratio >= AXIS_RATIO:
+        return RELATIONS[0]
+    return RELATIONS[1] if ratio <= 1 / AXIS_RATIO else None
 
 
 def nearest(scene: Scene, j: int, candidates: np.ndarray) -> int | None:
@@ -322,19 +328,38 @@ def _wrong(answer: str, answer_type: int, rng: np.random.Generator) -> str:
 
 
 def caption(scene: Scene, rng: np.random.Generator) -> str:
-    """A true sentence about 1-3 objects: attributes, a relation, or the object count."""
+    """A true sentence about 1-3 objects: attributes, a relation, or the object count.
+
+    Relations are those R carries (`caption_relations`); a pair with none is redrawn.
+    """
     i, j = (int(k) for k in rng.choice(scene.n, 2, replace=False))
-    di = desc_of(scene, i, _pick_attrs(rng))
-    dj = desc_of(scene, j, _pick_attrs(rng))
     kind = int(rng.integers(3))
     if kind == 0:
-        rel = max(RELATIONS, key=lambda r: relation_holds(scene, i, j, r))
-        return f"a {describe(di)} {rel} a {describe(dj)}"
+        for _ in range(10):
+            held = caption_relations(scene, i, j)
+            if held:
+                rel = held[int(rng.integers(len(held)))]
+                di, dj = desc_of(scene, i, _pick_attrs(rng)), desc_of(scene, j, _pick_attrs(rng))
+                return f"a {describe(di)} {rel} a {describe(dj)}"
+            i, j = (int(k) for k in rng.choice(scene.n, 2, replace=False))
+        kind = 1  # no pair with a relation R carries within 10 draws (rare): count instead
+    di = desc_of(scene, i, _pick_attrs(rng))
+    dj = desc_of(scene, j, _pick_attrs(rng))
     if kind == 1:
         return f"{scene.n} objects including a {describe(di)} and a {describe(dj)}"
     k = int(rng.integers(scene.n))
     dk = desc_of(scene, k, ("color", "shape"))
     return f"a {describe(di)} a {describe(dj)} and a {describe(dk)}"
+
+
+def caption_relations(scene: Scene, i: int, j: int) -> list[str]:
+    """What may be said of `i <rel> j`: the axis of their offset when clear (`axis_relation`),
+    and "nearest to" when i is clearly the object nearest to j (`nearest`)."""
+    axis = axis_relation(scene, i, j)
+    held = [] if axis is None else [axis]
+    if nearest(scene, j, np.arange(scene.n)) == i:
+        held.append("nearest to")
+    return held
 
 
 def _pick_attrs(rng: np.random.Generator) -> tuple[str, ...]:
@@ -387,10 +412,11 @@ def refer(scene: Scene, ref: Ref) -> np.ndarray:
     if ref.relation == "nearest":
         i = nearest(scene, j, cand)
         return np.zeros(0, np.int64) if i is None else np.array([i])
-    margins = np.array([relation_holds(scene, int(c), j, ref.relation) for c in cand if c != j])
-    if len(margins) == 0 or (np.abs(margins) < MARGIN).any():
+    others = cand[cand != j]
+    axes = [axis_relation(scene, int(c), j) for c in others]
+    if len(others) == 0 or None in axes:
         return np.zeros(0, np.int64)  # a borderline case: ambiguous to a reader
-    return cand[cand != j][margins > 0]
+    return others[[a == ref.relation for a in axes]]
 
 
 def referring_expression(scene: Scene, i: int, rng: np.random.Generator) -> Ref | None:
