@@ -101,16 +101,24 @@ class Sizes:
 
 
 FULL = Sizes(
-    scenes=800, d_model=64, heads=4, depth=(4, 6), mcan=(1, 2),
-    search={"warmup": 2, "epochs": 6, "update_ratio": 2, "batch": 64, "lr": 0.002,
-            "patience": 3},
+    scenes=800,
+    d_model=64,
+    heads=4,
+    depth=(4, 6),
+    mcan=(1, 2),
+    search={"warmup": 2, "epochs": 6, "update_ratio": 2, "batch": 64, "lr": 0.002, "patience": 3},
     train={"epochs": 8, "batch": 64, "lr": 0.002, "warmup": 1, "decay_at": [6], "decay": 0.2},
 )
 TINY = Sizes(
-    scenes=10, d_model=16, heads=2, depth=(2, 3), mcan=(1,),
+    scenes=10,
+    d_model=16,
+    heads=2,
+    depth=(2, 3),
+    mcan=(1,),
     search={"warmup": 1, "epochs": 1, "update_ratio": 2, "batch": 16, "patience": 1},
     train={"epochs": 1, "batch": 16, "lr": 0.002, "warmup": 0, "decay_at": []},
-    seeds=(0,), n_random=2,
+    seeds=(0,),
+    n_random=2,
 )
 
 
@@ -132,7 +140,8 @@ def with_options(spec: Spec, kind: str, values: dict[str, Any]) -> Spec:
     stmts = []
     for s in spec.statements:
         if (isinstance(s, ModelDecl) and kind == "model") or (
-                isinstance(s, SectionDecl) and s.kind == kind):
+            isinstance(s, SectionDecl) and s.kind == kind
+        ):
             s = s.model_copy(update={"options": update(s.options)})
         stmts.append(s)
     return spec.model_copy(update={"statements": tuple(stmts)})
@@ -140,8 +149,12 @@ def with_options(spec: Spec, kind: str, values: dict[str, Any]) -> Spec:
 
 def with_pool(spec: Spec, name: str, ops: Sequence[str]) -> Spec:
     """The spec with pool `name` holding `ops` (Table 2a's decoder pools)."""
-    stmts = tuple(s.model_copy(update={"members": tuple(Ref(name=o) for o in ops)})
-                  if isinstance(s, PoolDecl) and s.name == name else s for s in spec.statements)
+    stmts = tuple(
+        s.model_copy(update={"members": tuple(Ref(name=o) for o in ops)})
+        if isinstance(s, PoolDecl) and s.name == name
+        else s
+        for s in spec.statements
+    )
     return spec.model_copy(update={"statements": stmts})
 
 
@@ -162,8 +175,12 @@ def with_data(spec: Spec, scenes: int) -> Spec:
     call = spec.data.call if spec.data else None
     assert call is not None and call.name == "shapes", "the base spec reads the shapes world"
     args = (Arg(key="scenes", value=scenes), Arg(key="seed", value=0))
-    stmts = tuple(s.model_copy(update={"call": call.model_copy(update={"args": args})})
-                  if isinstance(s, DataDecl) else s for s in spec.statements)
+    stmts = tuple(
+        s.model_copy(update={"call": call.model_copy(update={"args": args})})
+        if isinstance(s, DataDecl)
+        else s
+        for s in spec.statements
+    )
     return spec.model_copy(update={"statements": stmts})
 
 
@@ -214,17 +231,33 @@ def all_cells(sizes: Sizes) -> dict[str, Cell]:
     """Every cell of the three tables, by key (a cell shared by two tables appears once)."""
     base = base_spec(sizes)
     m, n = sizes.depth
-    cells = [Cell(f"a/{k}", "{" + ",".join(ops) + "}",
-                  with_depth(with_pool(base, "dec", ops), m, n), True, (m, n))
-             for k, ops in POOLS.items()]
+    cells = [
+        Cell(
+            f"a/{k}",
+            "{" + ",".join(ops) + "}",
+            with_depth(with_pool(base, "dec", ops), m, n),
+            True,
+            (m, n),
+        )
+        for k, ops in POOLS.items()
+    ]
     space = with_depth(base, m, n)
-    cells += [Cell(f"b/random-{i + 1}", f"random {i + 1}", net, False, (m, n))
-              for i, net in enumerate(random_nets(space, sizes.n_random, sizes.arch_seed))]
+    cells += [
+        Cell(f"b/random-{i + 1}", f"random {i + 1}", net, False, (m, n))
+        for i, net in enumerate(random_nets(space, sizes.n_random, sizes.arch_seed))
+    ]
     for k in sizes.mcan:
         cells.append(Cell(f"c/mcan-{k}", f"MCAN-{k}", mcan(base, k), False, (2 * k, 3 * k)))
         if (2 * k, 3 * k) != sizes.depth:
-            cells.append(Cell(f"c/searched-{2 * k}x{3 * k}", "MMnasNet",
-                              with_depth(base, 2 * k, 3 * k), True, (2 * k, 3 * k)))
+            cells.append(
+                Cell(
+                    f"c/searched-{2 * k}x{3 * k}",
+                    "MMnasNet",
+                    with_depth(base, 2 * k, 3 * k),
+                    True,
+                    (2 * k, 3 * k),
+                )
+            )
     return {c.key: c for c in cells}
 
 
@@ -265,8 +298,11 @@ class Runner:
 
     def finished(self) -> dict[tuple[str, int], dict[str, Any]]:
         """The recorded results of these sizes, by (cell, seed)."""
-        return {(r["cell"], r["seed"]): r for r in read_results(self.results_file)
-                if r.get("sizes") == self.sizes.fingerprint()}
+        return {
+            (r["cell"], r["seed"]): r
+            for r in read_results(self.results_file)
+            if r.get("sizes") == self.sizes.fingerprint()
+        }
 
     def cli(self, *args: str | Path) -> None:
         """One `mmnasdsl` command; raises when it fails (its stderr tail in the message)."""
@@ -277,8 +313,13 @@ class Runner:
             app(args=argv, standalone_mode=False)
             return
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        proc = subprocess.run([sys.executable, "-m", "mmnasdsl", *argv], env=env, cwd=ROOT,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "mmnasdsl", *argv],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"mmnasdsl {' '.join(argv)} failed:\n{proc.stderr[-2000:]}")
 
@@ -291,13 +332,26 @@ class Runner:
         train = folder / "train"
         self.cli("train", net, *self.run_flags(train, "last.pt", seed))
         if not (train / "eval-test.json").is_file():
-            self.cli("eval", net, train / "best.pt", "--split", "test", "--data", self.data,
-                     "--threads", "1", "-o", train / "predictions-test.json")
+            self.cli(
+                "eval",
+                net,
+                train / "best.pt",
+                "--split",
+                "test",
+                "--data",
+                self.data,
+                "--threads",
+                "1",
+                "-o",
+                train / "predictions-test.json",
+            )
         record = self.record(cell, seed, net, folder, time.perf_counter() - t0)
         with self.lock, self.results_file.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        self.log(f"done {cell.key} seed {seed}: test accuracy {record['test']['accuracy']:.2f} "
-                 f"({record['seconds']:.0f}s)")
+        self.log(
+            f"done {cell.key} seed {seed}: test accuracy {record['test']['accuracy']:.2f} "
+            f"({record['seconds']:.0f}s)"
+        )
         return record
 
     def run_flags(self, run_dir: Path, marker: str, seed: int) -> list[str | Path]:
@@ -306,8 +360,20 @@ class Runner:
         resume = (run_dir / marker).is_file()
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)
-        return ["-o", run_dir, "--data", self.data, "--seed", str(seed), "--threads", "1",
-                "--device", "cpu", "-q", *(["--resume"] if resume else [])]
+        return [
+            "-o",
+            run_dir,
+            "--data",
+            self.data,
+            "--seed",
+            str(seed),
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "-q",
+            *(["--resume"] if resume else []),
+        ]
 
     def search(self, cell: Cell, seed: int, folder: Path) -> Path:
         """`mmnasdsl search` the cell's space; returns the arch.mmnas it wrote."""
@@ -321,23 +387,31 @@ class Runner:
         net.write_text(spec_text(cell), encoding="utf-8")
         return net
 
-    def record(self, cell: Cell, seed: int, net: Path, folder: Path,
-               seconds: float) -> dict[str, Any]:
+    def record(
+        self, cell: Cell, seed: int, net: Path, folder: Path, seconds: float
+    ) -> dict[str, Any]:
         """The results.jsonl line of a finished unit."""
         spec = mmnasdsl.load(net)
         train = json.loads((folder / "train" / "metrics.json").read_text())
-        return {"cell": cell.key, "seed": seed, "sizes": self.sizes.fingerprint(),
-                "arch": {b.stack: [] for b in spec.blocks()} | arch_of(spec),
-                "params": params_of(spec, self.data),
-                "test": json.loads((folder / "train" / "eval-test.json").read_text()),
-                "val_best": train["best"], "best_epoch": train["best_epoch"],
-                "seconds": seconds}
+        return {
+            "cell": cell.key,
+            "seed": seed,
+            "sizes": self.sizes.fingerprint(),
+            "arch": {b.stack: [] for b in spec.blocks()} | arch_of(spec),
+            "params": params_of(spec, self.data),
+            "test": json.loads((folder / "train" / "eval-test.json").read_text()),
+            "val_best": train["best"],
+            "best_epoch": train["best_epoch"],
+            "seconds": seconds,
+        }
 
 
 def spec_text(cell: Cell) -> str:
     """A cell's spec file: a header saying where it comes from, then the canonical text."""
-    return (f"# bench/ablation.py cell {cell.key} ({cell.label}): generated from "
-            f"specs/shapes-vqa.mmnas\n{format_spec(cell.spec)}")
+    return (
+        f"# bench/ablation.py cell {cell.key} ({cell.label}): generated from "
+        f"specs/shapes-vqa.mmnas\n{format_spec(cell.spec)}"
+    )
 
 
 def arch_of(spec: Spec) -> dict[str, list[str]]:
@@ -382,8 +456,10 @@ def run_all(runner: Runner, units: list[tuple[Cell, int]], jobs: int) -> list[st
     """Run the units not yet recorded, `jobs` at a time; returns the failures' messages."""
     done = runner.finished()
     todo = [(c, s) for c, s in units if (c.key, s) not in done]
-    runner.log(f"{len(units) - len(todo)} of {len(units)} units already finished; "
-               f"running {len(todo)} with {jobs} job(s)")
+    runner.log(
+        f"{len(units) - len(todo)} of {len(units)} units already finished; "
+        f"running {len(todo)} with {jobs} job(s)"
+    )
     failures: list[str] = []
 
     def one(unit: tuple[Cell, int]) -> None:
@@ -423,12 +499,20 @@ def metric(record: dict[str, Any], key: str) -> float:
     return float(group.get(key, float("nan")))
 
 
-def row(lead: Sequence[str], recs: list[dict[str, Any]], keys: Iterable[str], want: int,
-        extra: Sequence[str] = ()) -> str:
+def row(
+    lead: Sequence[str],
+    recs: list[dict[str, Any]],
+    keys: Iterable[str],
+    want: int,
+    extra: Sequence[str] = (),
+) -> str:
     """One markdown row: leading labels, seeds done, extra columns, mean ± std per metric."""
     status = f"{len(recs)}/{want}" + ("" if len(recs) >= want else " (unfinished)")
-    cells = [mean_std([metric(r, k) for r in recs]) for k in keys] if recs else \
-        ["not run" for _ in keys]
+    cells = (
+        [mean_std([metric(r, k) for r in recs]) for k in keys]
+        if recs
+        else ["not run" for _ in keys]
+    )
     return "| " + " | ".join([*lead, status, *extra, *cells]) + " |"
 
 
@@ -465,8 +549,15 @@ def prior_baseline(data: Path) -> dict[str, Any] | None:
         top.setdefault(fam, Counter()).update([Counter(train.raw_answers(i)).most_common(1)[0][0]])
     guess = [top[int(f)].most_common(1)[0][0] for f in test.question_family]
     truth = [test.raw_answers(i) for i in range(len(test))]
-    return dict(vqa_report(guess, truth, test.question_answer_type.tolist(),
-                           test.question_family.tolist(), test.families))
+    return dict(
+        vqa_report(
+            guess,
+            truth,
+            test.question_answer_type.tolist(),
+            test.question_family.tolist(),
+            test.families,
+        )
+    )
 
 
 def table_a(sizes: Sizes, cells: dict[str, list[dict]], prior: dict[str, Any] | None) -> str:
@@ -474,14 +565,24 @@ def table_a(sizes: Sizes, cells: dict[str, list[dict]], prior: dict[str, Any] | 
     keys = ("accuracy", *TYPES, *FAMILIES)
     lines = [header(("decoder pool", "seeds", "overall", *TYPES, *FAMILIES))]
     if prior is not None:
-        lines.append("| *family prior (no image)* | – | "
-                     + " | ".join(f"{metric({'test': prior}, k):.1f}" for k in keys) + " |")
+        lines.append(
+            "| *family prior (no image)* | – | "
+            + " | ".join(f"{metric({'test': prior}, k):.1f}" for k in keys)
+            + " |"
+        )
     for k, ops in POOLS.items():
-        lines.append(row(["{" + ",".join(ops) + "}"], cells.get(f"a/{k}", []), keys,
-                         len(sizes.seeds)))
-    lines += ["", "Decoder ops the search picked (all seeds, blocks counted): " + "; ".join(
-        f"{{{','.join(ops)}}} {op_counts(cells.get(f'a/{k}', []), ops)}"
-        for k, ops in POOLS.items()) + "."]
+        lines.append(
+            row(["{" + ",".join(ops) + "}"], cells.get(f"a/{k}", []), keys, len(sizes.seeds))
+        )
+    lines += [
+        "",
+        "Decoder ops the search picked (all seeds, blocks counted): "
+        + "; ".join(
+            f"{{{','.join(ops)}}} {op_counts(cells.get(f'a/{k}', []), ops)}"
+            for k, ops in POOLS.items()
+        )
+        + ".",
+    ]
     return "\n".join(lines)
 
 
@@ -496,11 +597,17 @@ def op_counts(recs: list[dict[str, Any]], ops: Sequence[str]) -> str:
 def table_b(sizes: Sizes, cells: dict[str, list[dict]]) -> str:
     """Table 2c: the searched full-pool net vs random nets of the same space."""
     keys = ("accuracy", *TYPES, "query", "spatial", "nearest")
-    lines = [header(("net", "seeds", "params", "overall", *TYPES, "query", "spatial",
-                     "nearest"))]
+    lines = [header(("net", "seeds", "params", "overall", *TYPES, "query", "spatial", "nearest"))]
     want = len(sizes.seeds)
-    lines.append(row(["searched (full pool)"], cells.get("a/full", []), keys, want,
-                     [params_cell(cells.get("a/full", []))]))
+    lines.append(
+        row(
+            ["searched (full pool)"],
+            cells.get("a/full", []),
+            keys,
+            want,
+            [params_cell(cells.get("a/full", []))],
+        )
+    )
     pooled: list[dict[str, Any]] = []
     for i in range(sizes.n_random):
         recs = cells.get(f"b/random-{i + 1}", [])
@@ -516,8 +623,10 @@ def table_c(sizes: Sizes, cells: dict[str, list[dict]]) -> str:
     lines = [header(("(M, N)", "net", "seeds", "params", "overall", *TYPES))]
     for k in sizes.mcan:
         depth = f"({2 * k}, {3 * k})"
-        for key, label in ((f"c/mcan-{k}", f"MCAN-{k}"),
-                           (searched_key(sizes, (2 * k, 3 * k)), "MMnasNet (searched)")):
+        for key, label in (
+            (f"c/mcan-{k}", f"MCAN-{k}"),
+            (searched_key(sizes, (2 * k, 3 * k)), "MMnasNet (searched)"),
+        ):
             recs = cells.get(key, [])
             lines.append(row([depth, label], recs, keys, len(sizes.seeds), [params_cell(recs)]))
     return "\n".join(lines)
@@ -527,12 +636,14 @@ def table_rsa(records: list[dict[str, Any]]) -> str:
     """Every trained net of this run, grouped by whether its decoder has an RSA block: the
     search-free test of "the geometry families need RSA"."""
     keys = ("accuracy", "query", "spatial", "nearest")
-    lines = [header(("decoder", "nets (cell × seed)", "overall", "query", "spatial",
-                     "nearest"))]
+    lines = [header(("decoder", "nets (cell × seed)", "overall", "query", "spatial", "nearest"))]
     for label, has in (("with RSA", True), ("without RSA", False)):
         recs = [r for r in records if ("RSA" in r["arch"]["decoder"]) == has]
-        lines.append(row([label], recs, keys, len(recs)).replace(
-            f"| {len(recs)}/{len(recs)} |", f"| {len(recs)} |"))
+        lines.append(
+            row([label], recs, keys, len(recs)).replace(
+                f"| {len(recs)}/{len(recs)} |", f"| {len(recs)} |"
+            )
+        )
     return "\n".join(lines)
 
 
@@ -548,8 +659,9 @@ def params_cell(recs: list[dict[str, Any]]) -> str:
 def arch_list(sizes: Sizes, cells: dict[str, list[dict]]) -> str:
     """The searched architectures, one line per (cell, seed): what the search picked."""
     lines = []
-    for key in [f"a/{k}" for k in POOLS] + [searched_key(sizes, (2 * k, 3 * k))
-                                            for k in sizes.mcan]:
+    for key in [f"a/{k}" for k in POOLS] + [
+        searched_key(sizes, (2 * k, 3 * k)) for k in sizes.mcan
+    ]:
         for r in cells.get(key, []):
             line = f"- `{key}` seed {r['seed']}: `{arch_text(r)}`"
             if line not in lines:
@@ -569,8 +681,10 @@ def machine() -> str:
                 break
     import torch
 
-    return (f"{os.cpu_count()} CPU cores (nproc), {cpu}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}; shared with other jobs, runs under `nice`")
+    return (
+        f"{os.cpu_count()} CPU cores (nproc), {cpu}; Python {platform.python_version()}, "
+        f"torch {torch.__version__}; shared with other jobs, runs under `nice`"
+    )
 
 
 def wall_time(sessions: list[dict[str, Any]]) -> str:
@@ -581,55 +695,58 @@ def wall_time(sessions: list[dict[str, Any]]) -> str:
 
 def commands(sessions: list[dict[str, Any]]) -> str:
     """The distinct command lines that ran units into this results folder."""
-    lines = dict.fromkeys(" ".join(["nice python bench/ablation.py", *s["argv"]])
-                          for s in sessions)
+    lines = dict.fromkeys(" ".join(["nice python bench/ablation.py", *s["argv"]]) for s in sessions)
     return ", ".join(f"`{c}`" for c in lines) or "–"
 
 
 def report(sizes: Sizes, results: Path) -> str:
     """The generated part of docs/results.md."""
-    records = [r for r in read_results(results / "results.jsonl")
-               if r.get("sizes") == sizes.fingerprint()]
+    records = [
+        r for r in read_results(results / "results.jsonl") if r.get("sizes") == sizes.fingerprint()
+    ]
     cells = by_cell(records, sizes.seeds)
-    sessions = [s for s in read_results(results / "sessions.jsonl")
-                if s.get("sizes") == sizes.fingerprint()]
+    sessions = [
+        s for s in read_results(results / "sessions.jsonl") if s.get("sizes") == sizes.fingerprint()
+    ]
     unit_min = sum(r["seconds"] for r in records) / 60
     m, n = sizes.depth
-    return "\n".join([
-        BEGIN,
-        "<!-- generated by bench/ablation.py from its results.jsonl; edit the script, "
-        "not this block -->",
-        "",
-        f"Command: {commands(sessions)}  ",
-        f"Machine: {machine()}  ",
-        f"Wall time: {wall_time(sessions)} (sum of per-unit times: {unit_min:.1f} min)  ",
-        f"Sizes: `{json.dumps(asdict(sizes))}` (fingerprint `{sizes.fingerprint()}`)  ",
-        "Every number: VQA accuracy (%) on the shapes **test** split of best.pt (the epoch "
-        "with the best val accuracy), mean ± sample std over the seeds listed; "
-        "'unfinished' = fewer seeds than asked, 'not run' = no seed finished.",
-        "",
-        f"### a. Decoder pool (paper Table 2a), (M, N) = ({m}, {n})",
-        "",
-        table_a(sizes, cells, prior_baseline(results / "data")),
-        "",
-        f"### b. Random vs searched (paper Table 2c), (M, N) = ({m}, {n}), full pool",
-        "",
-        table_b(sizes, cells),
-        "",
-        "### c. MCAN vs searched (paper Table 2b)",
-        "",
-        table_c(sizes, cells),
-        "",
-        "### RSA and the geometry families (all trained nets above)",
-        "",
-        table_rsa([r for recs in cells.values() for r in recs]),
-        "",
-        *probe_section(results.parent / "ablation-probe"),
-        "### The architectures (encoder / decoder)",
-        "",
-        arch_list(sizes, cells),
-        END,
-    ])
+    return "\n".join(
+        [
+            BEGIN,
+            "<!-- generated by bench/ablation.py from its results.jsonl; edit the script, "
+            "not this block -->",
+            "",
+            f"Command: {commands(sessions)}  ",
+            f"Machine: {machine()}  ",
+            f"Wall time: {wall_time(sessions)} (sum of per-unit times: {unit_min:.1f} min)  ",
+            f"Sizes: `{json.dumps(asdict(sizes))}` (fingerprint `{sizes.fingerprint()}`)  ",
+            "Every number: VQA accuracy (%) on the shapes **test** split of best.pt (the epoch "
+            "with the best val accuracy), mean ± sample std over the seeds listed; "
+            "'unfinished' = fewer seeds than asked, 'not run' = no seed finished.",
+            "",
+            f"### a. Decoder pool (paper Table 2a), (M, N) = ({m}, {n})",
+            "",
+            table_a(sizes, cells, prior_baseline(results / "data")),
+            "",
+            f"### b. Random vs searched (paper Table 2c), (M, N) = ({m}, {n}), full pool",
+            "",
+            table_b(sizes, cells),
+            "",
+            "### c. MCAN vs searched (paper Table 2b)",
+            "",
+            table_c(sizes, cells),
+            "",
+            "### RSA and the geometry families (all trained nets above)",
+            "",
+            table_rsa([r for recs in cells.values() for r in recs]),
+            "",
+            *probe_section(results.parent / "ablation-probe"),
+            "### The architectures (encoder / decoder)",
+            "",
+            arch_list(sizes, cells),
+            END,
+        ]
+    )
 
 
 def write_doc(doc: Path, block: str) -> None:
@@ -646,8 +763,14 @@ def write_doc(doc: Path, block: str) -> None:
 # -------------------------------------------------------------------------------- probe
 
 PROBE_SCENES = 2000
-PROBE_TRAIN = {"epochs": 20, "batch": 64, "lr": 0.002, "warmup": 1, "decay_at": [15, 18],
-               "decay": 0.2}
+PROBE_TRAIN = {
+    "epochs": 20,
+    "batch": 64,
+    "lr": 0.002,
+    "warmup": 1,
+    "decay_at": [15, 18],
+    "decay": 0.2,
+}
 
 
 def probe(results: Path) -> dict[str, dict[str, Any]]:
@@ -657,17 +780,31 @@ def probe(results: Path) -> dict[str, dict[str, Any]]:
     sizes = replace(FULL, scenes=PROBE_SCENES, train=PROBE_TRAIN)
     base = base_spec(sizes)
     runner = Runner(sizes, results, ensure_data(results / "data", PROBE_SCENES))
-    nets = {"mcan-2": mcan(base, 2),
-            "rsa-2": base.replace_stacks({"encoder": ["SA", "FFN"] * 2,
-                                          "decoder": ["RSA", "GA", "FFN"] * 2})}
+    nets = {
+        "mcan-2": mcan(base, 2),
+        "rsa-2": base.replace_stacks(
+            {"encoder": ["SA", "FFN"] * 2, "decoder": ["RSA", "GA", "FFN"] * 2}
+        ),
+    }
 
     def one(name: str) -> dict[str, Any]:
         path = results / f"{name}.mmnas"
         path.write_text(f"# bench/ablation.py probe: {name}\n" + format_spec(nets[name]))
         runner.cli("train", path, *runner.run_flags(results / name, "last.pt", 0))
         if not (results / name / "eval-test.json").is_file():
-            runner.cli("eval", path, results / name / "best.pt", "--split", "test", "--data",
-                       runner.data, "--threads", "1", "-o", results / name / "predictions.json")
+            runner.cli(
+                "eval",
+                path,
+                results / name / "best.pt",
+                "--split",
+                "test",
+                "--data",
+                runner.data,
+                "--threads",
+                "1",
+                "-o",
+                results / name / "predictions.json",
+            )
         return json.loads((results / name / "eval-test.json").read_text())
 
     with ThreadPoolExecutor(2) as pool:
@@ -676,21 +813,31 @@ def probe(results: Path) -> dict[str, dict[str, Any]]:
 
 def probe_section(folder: Path) -> list[str]:
     """The probe's table for the report, when `--probe` has run next to the results."""
-    out = {name: json.loads((folder / name / "eval-test.json").read_text())
-           for name in ("mcan-2", "rsa-2") if (folder / name / "eval-test.json").is_file()}
+    out = {
+        name: json.loads((folder / name / "eval-test.json").read_text())
+        for name in ("mcan-2", "rsa-2")
+        if (folder / name / "eval-test.json").is_file()
+    }
     if not out:
         return []
-    return ["### Probe: more budget, MCAN-2 vs (RSA GA FFN) × 2 (`--probe`)", "",
-            f"{PROBE_SCENES} scenes (10 000 train questions), {PROBE_TRAIN['epochs']} epochs, "
-            "seed 0, test split; everything else as above.", "", probe_table(out), ""]
+    return [
+        "### Probe: more budget, MCAN-2 vs (RSA GA FFN) × 2 (`--probe`)",
+        "",
+        f"{PROBE_SCENES} scenes (10 000 train questions), {PROBE_TRAIN['epochs']} epochs, "
+        "seed 0, test split; everything else as above.",
+        "",
+        probe_table(out),
+        "",
+    ]
 
 
 def probe_table(out: dict[str, dict[str, Any]]) -> str:
     keys = ("accuracy", *TYPES, *FAMILIES)
     lines = [header(("net (seed 0)", "overall", *TYPES, *FAMILIES))]
     for name, test in out.items():
-        lines.append("| " + " | ".join([name, *(f"{metric({'test': test}, k):.1f}"
-                                               for k in keys)]) + " |")
+        lines.append(
+            "| " + " | ".join([name, *(f"{metric({'test': test}, k):.1f}" for k in keys)]) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -698,21 +845,36 @@ def probe_table(out: dict[str, dict[str, Any]]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", choices=("a", "b", "c"), action="append",
-                   help="run only these tables (repeatable; default all)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--only",
+        choices=("a", "b", "c"),
+        action="append",
+        help="run only these tables (repeatable; default all)",
+    )
     p.add_argument("--seeds", help="comma-separated model seeds (default 0,1,2; --tiny: 0)")
     p.add_argument("--jobs", type=int, default=2, help="units run at once (1 CPU thread each)")
     p.add_argument("--tiny", action="store_true", help="tiny sizes, one seed (the tests)")
     p.add_argument("--results", type=Path, help="results folder (default runs/ablation[-tiny])")
-    p.add_argument("--doc", type=Path, help="markdown file for the tables (default: "
-                   "docs/results.md; --tiny: RESULTS/results.md)")
+    p.add_argument(
+        "--doc",
+        type=Path,
+        help="markdown file for the tables (default: docs/results.md; --tiny: RESULTS/results.md)",
+    )
     p.add_argument("--report", action="store_true", help="only rewrite the tables")
-    p.add_argument("--probe", action="store_true", help="only the budget probe (MCAN-2 vs "
-                   "(RSA GA FFN) * 2 at 2000 scenes, 20 epochs) into runs/ablation-probe")
-    p.add_argument("--inprocess", action="store_true",
-                   help="run the CLI in this process (no subprocesses; implies --jobs 1)")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="only the budget probe (MCAN-2 vs "
+        "(RSA GA FFN) * 2 at 2000 scenes, 20 epochs) into runs/ablation-probe",
+    )
+    p.add_argument(
+        "--inprocess",
+        action="store_true",
+        help="run the CLI in this process (no subprocesses; implies --jobs 1)",
+    )
     return p.parse_args(argv)
 
 
@@ -742,8 +904,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def recorded_seeds(results: Path, sizes: Sizes) -> tuple[int, ...]:
     """The seeds with at least one finished unit of these sizes."""
-    return tuple(sorted({r["seed"] for r in read_results(results / "results.jsonl")
-                         if r.get("sizes") == sizes.fingerprint()}))
+    return tuple(
+        sorted(
+            {
+                r["seed"]
+                for r in read_results(results / "results.jsonl")
+                if r.get("sizes") == sizes.fingerprint()
+            }
+        )
+    )
 
 
 def execute(args: argparse.Namespace, sizes: Sizes, results: Path) -> list[str]:
@@ -753,8 +922,13 @@ def execute(args: argparse.Namespace, sizes: Sizes, results: Path) -> list[str]:
     cells = all_cells(sizes)
     keys = dict.fromkeys(k for t in (args.only or ["a", "b", "c"]) for k in table_cells(sizes, t))
     units = [(cells[k], s) for s in sizes.seeds for k in keys]  # seed-major: 1 seed of all first
-    runner = Runner(sizes, results, data, inprocess=args.inprocess,
-                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    runner = Runner(
+        sizes,
+        results,
+        data,
+        inprocess=args.inprocess,
+        log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True),
+    )
     try:
         return run_all(runner, units, 1 if args.inprocess else args.jobs)
     finally:

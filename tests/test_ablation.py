@@ -37,8 +37,13 @@ def test_cells_are_generated_from_the_base_spec(bench: ModuleType) -> None:
         assert {b.choices for b in blocks if b.stack == "decoder"} == {ops}
         assert len(blocks) == sum(bench.FULL.depth)
     assert cells["c/mcan-2"].spec.is_concrete
-    assert [b.choices[0] for b in cells["c/mcan-1"].spec.blocks()] == ["SA", "FFN", "SA", "GA",
-                                                                        "FFN"]
+    assert [b.choices[0] for b in cells["c/mcan-1"].spec.blocks()] == [
+        "SA",
+        "FFN",
+        "SA",
+        "GA",
+        "FFN",
+    ]
     randoms = [cells[f"b/random-{i + 1}"].spec for i in range(bench.FULL.n_random)]
     assert all(s.is_concrete for s in randoms)
     assert len({json.dumps(bench.arch_of(s)) for s in randoms}) > 1
