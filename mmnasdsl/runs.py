@@ -69,14 +69,24 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 _RESUMABLE = {"search": ("search", "searched"), "train": ("training", "trained")}
 
 
-def check_resumable(ckpt: dict[str, Any], path: Path, kind: str, spec_text: str) -> None:
+def check_resumable(
+    ckpt: dict[str, Any], path: Path, kind: str, spec_text: str, **same: Any
+) -> None:
     """Refuse to resume from `path` (in the run directory) if it was written by another
-    kind of run ("search", "train") or for another spec (`spec_text`, formatted)."""
+    kind of run ("search", "train"), for another spec (`spec_text`, formatted), or with
+    other values of the checkpoint keys in `same` (seed, settings, ...): a resumed run must
+    be the run it continues."""
     noun, verb = _RESUMABLE[kind]
     if ckpt.get("kind") != kind:
         raise UsageError(f"{path} is not a {noun} checkpoint")
     if ckpt["spec"] != spec_text:
         raise UsageError(f"cannot resume: {path.parent} {verb} a different spec")
+    for what, mine in same.items():
+        if ckpt.get(what) != mine:
+            raise UsageError(
+                f"cannot resume: the {what} differs from the run's "
+                f"({ckpt.get(what)}); resume with the same flags"
+            )
 
 
 def resumed(ckpt: dict[str, Any], run_dir: Path, log: logging.Logger) -> None:

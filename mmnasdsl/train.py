@@ -601,7 +601,16 @@ class Trainer:
 
     def _load(self, ckpt: dict[str, Any]) -> None:
         path = self.job.run_dir / "last.pt"
-        runs.check_resumable(ckpt, path, "train", format_spec(self.job.spec))
+        # `--resume --epochs N` may extend a run; every other setting must be the run's own
+        theirs = {k: v for k, v in ckpt["settings"].items() if k != "epochs"}
+        runs.check_resumable(
+            {**ckpt, "settings": theirs},
+            path,
+            "train",
+            format_spec(self.job.spec),
+            seed=self.job.seed,
+            settings=self.s.model_dump(mode="json", exclude={"epochs"}),
+        )
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.state = TrainState(**ckpt["state"])

@@ -108,3 +108,17 @@ def test_hard_negatives_never_match(tmp_path: Path) -> None:
     pairs = itm_triples(train, rows, neg, seed=0, epoch=0)
     assert len(pairs) == 3 * len(rows) and pairs.labels.tolist()[:3] == [1.0, 0.0, 0.0]
     assert pairs.images[0] == pairs.images[1] == train.caption_image[0] != pairs.images[2]
+
+
+def test_resume_refuses_another_seed_or_schedule(tmp_path: Path) -> None:
+    data = make_data(tmp_path / "data", "vqa")
+    path, _ = write_spec(tmp_path, tiny_spec_text("vqa", searchable=False))
+    run = tmp_path / "run"
+    flags = {"data": str(data), "device": "cpu", "quiet": True, "out": run}
+    train_cmd(path, **flags, epochs=1)
+    with pytest.raises(UsageError, match="seed differs"):
+        train_cmd(path, **flags, resume=True, epochs=2, seed=3)
+    with pytest.raises(UsageError, match="settings differs"):
+        train_cmd(path, **flags, resume=True, epochs=2, lr=0.5)
+    train_cmd(path, **flags, resume=True, epochs=2)  # more epochs: the same run, extended
+    assert load_checkpoint(run / "last.pt")["state"]["epoch"] == 2

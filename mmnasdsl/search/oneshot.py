@@ -392,17 +392,15 @@ class OneShotSearch:
 
     def _load(self, ckpt: dict[str, Any]) -> None:
         path = self.job.run_dir / "checkpoint.pt"
-        runs.check_resumable(ckpt, path, "search", format_spec(self.job.spec))
-        for what, mine, theirs in (
-            ("seed", self.job.seed, ckpt["seed"]),
-            ("searcher", self.job.searcher, ckpt["searcher"]),
-            ("settings", self.s.model_dump(mode="json"), ckpt["settings"]),
-        ):
-            if mine != theirs:
-                raise UsageError(
-                    f"cannot resume: the {what} differs from the run's "
-                    f"({theirs}); resume with the same flags"
-                )
+        runs.check_resumable(
+            ckpt,
+            path,
+            "search",
+            format_spec(self.job.spec),
+            seed=self.job.seed,
+            searcher=self.job.searcher,
+            settings=self.s.model_dump(mode="json"),
+        )
         self.supernet.load_state_dict(ckpt["model"])
         self.w_opt.load_state_dict(ckpt["w_opt"])
         self.searcher.load_state_dict(ckpt["searcher_state"])
