@@ -37,6 +37,11 @@ class ModelSettings(Settings):
         "standard", description="LayerNorm flavour: torch's, or the reference's (unbiased std)"
     )
     relation_dim: int = Field(64, ge=1, description="hidden width of the shared relation MLP")
+    relation_init: Literal["neutral", "reference"] = Field(
+        "neutral",
+        description="RSA's per-head relation layer at init: neutral (bias 0, RSA starts as SA) "
+        "or the reference's torch default",
+    )
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelSettings:

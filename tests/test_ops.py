@@ -112,6 +112,24 @@ def test_rsa_equals_formula() -> None:
     assert torch.allclose(op(x, ctx), want, atol=1e-5)
 
 
+def rsa_bias(settings: ModelSettings, seed: int) -> torch.Tensor:
+    """The per-head score bias log max(ReLU(W r), 1e-6) of a fresh RSA block."""
+    torch.manual_seed(seed)
+    op = get_op("RSA")(settings)
+    return F.relu(op.rel(context(seed).relation)).clamp(min=1e-6).log()
+
+
+def test_rsa_neutral_init_starts_as_sa() -> None:
+    """relation_init = neutral (the default): every pair's bias starts near 0, so RSA begins
+    as SA; the reference's torch init starts some (pair, head) biases at the -13.8 floor."""
+    assert S.relation_init == "neutral"
+    for seed in range(3):
+        assert rsa_bias(S, seed).abs().max() < 0.2
+    reference = S.model_copy(update={"relation_init": "reference"})
+    floors = [(rsa_bias(reference, seed) < -13).float().mean() for seed in range(3)]
+    assert max(floors) > 0.05, floors
+
+
 def test_no_projection_bias_by_default() -> None:
     att = MultiHeadAttention(S)
     assert all(lin.bias is None for lin in (att.q, att.k, att.v, att.o))

@@ -16,6 +16,7 @@ from mmnasdsl.ops._registry import BlockContext, Op, register_op
 from mmnasdsl.settings import ModelSettings
 
 MASKED = -1e9  # added to the scores of padded keys
+NEUTRAL_STD = 0.01  # RSA's relation weights at a neutral init: r = 1 + O(0.01) for every pair
 
 
 def attention_mask(key_mask: Tensor | None, bias: Tensor | None) -> Tensor | None:
@@ -101,6 +102,12 @@ class RelationSelfAttention(Op):
 
     The relation MLP's first layer ReLU(Linear(4 -> relation_dim)) is shared by the whole
     network and arrives as `ctx.relation`; this block owns the second, relation_dim -> h.
+
+    Init (`relation_init`): with torch's default init about a fifth of the (pair, head)
+    outputs start at ReLU's zero, i.e. at the -13.8 floor, so RSA begins by masking random
+    pairs, and those get no gradient. "neutral" starts every output at r = 1 (bias 0 for
+    every pair: RSA begins as SA) and lets the geometry grow from there; on the shapes
+    world's `nearest` questions it lifts test accuracy from 46 % to 56-58 % (docs/results.md).
     """
 
     needs = ("relations",)
@@ -109,6 +116,9 @@ class RelationSelfAttention(Op):
         super().__init__(settings)
         self.att = MultiHeadAttention(settings)
         self.rel = nn.Linear(settings.relation_dim, settings.n_heads)
+        if settings.relation_init == "neutral":
+            nn.init.normal_(self.rel.weight, 0.0, NEUTRAL_STD)
+            nn.init.ones_(self.rel.bias)
 
     def transform(self, x: Tensor, ctx: BlockContext) -> Tensor:
         if ctx.relation is None:
