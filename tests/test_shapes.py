@@ -39,6 +39,27 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     assert not np.array_equal(first["images/boxes"][:10], other["images/boxes"][:10])
 
 
+def test_test_scenes_leaves_train_and_val_unchanged(tmp_path: Path) -> None:
+    """A larger test split (bench/ablation.py: less evaluation noise) is the only change."""
+    base = S.generate("vqa", tmp_path / "base", scenes=20, seed=1)
+    big = S.generate("vqa", tmp_path / "big", scenes=20, seed=1, test_scenes=30)
+    for split in ("train", "val"):
+        a, b = read_all(base[split]), read_all(big[split])
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{split}/{key}")
+    assert len(open_split(tmp_path / "base", "test").image_ids) == S.split_sizes(20)["test"]
+    assert len(open_split(tmp_path / "big", "test").image_ids) == 30
+
+
+def test_family_share_picks_the_families(tmp_path: Path) -> None:
+    share = [float(f == "nearest") for f in S.FAMILIES]
+    S.generate("vqa", tmp_path, scenes=20, seed=0, family_share=share)
+    families = set(open_split(tmp_path, "train").question_family.tolist())
+    assert families == {S.FAMILIES.index("nearest")}
+    with pytest.raises(ValueError, match="6 weights"):
+        S.generate("vqa", tmp_path / "bad", scenes=5, family_share=[1.0, 0.0])
+
+
 def test_every_family_and_answer_type_present(vqa_dir: Path) -> None:
     ds = open_split(vqa_dir, "train")
     shares = S.family_shares(ds.question_family)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ ATTRIBUTES = {"color": COLORS, "shape": SHAPES, "size": SIZES, "material": MATER
 ATTR_NAMES = tuple(ATTRIBUTES)  # column order of Scene.attrs
 WORD_ORDER = ("size", "color", "material", "shape")  # "the small red metal cube"
 
+WORLD_VERSION = 3  # bump when what a seed generates changes (bench/ablation.py keys results by it)
 IMAGE_W, IMAGE_H = 320, 240
 FEATURE_DIM = 64
 MAX_OBJECTS = 12
@@ -48,11 +49,15 @@ SPLITS = {"train": 1.0, "val": 0.25, "test": 0.25}  # scenes per split, relative
 TASK_INDEX = {"vqa": 0, "itm": 1, "vg": 2}
 
 FAMILIES = ("exist", "count", "query", "spatial", "nearest", "compare")
-FAMILY_SHARE = (0.15, 0.2, 0.2, 0.2, 0.1, 0.15)  # target mix before rejections
+# Target mix before rejections. Geometry (spatial + nearest) is 45 %: RSA, the op the pool
+# ablation is about, only pays on it, and at CPU budgets it learns it only from enough
+# examples (docs/results.md, "The world, third fix").
+FAMILY_SHARE = (0.15, 0.1, 0.15, 0.1, 0.35, 0.15)
 FAMILY_TYPE = {"exist": 0, "count": 1, "query": 2, "spatial": 0, "nearest": 2, "compare": 0}
 ANNOTATOR_ACCURACY = (0.9, 0.75, 0.85)  # per answer type: yes/no, number, other
 ANSWERS = ("yes", "no", *map(str, range(MAX_OBJECTS + 1)), *COLORS, *SHAPES, *SIZES, *MATERIALS)
 RELATIONS = ("above or below", "left or right of")  # the axis of an offset, never its side
+NEAREST_MARGIN = 1.25  # the runner-up at least this much farther for "nearest" to be asked
 AXIS_RATIO = 1.5  # one axis of an offset at least this much longer than the other to be named
 
 Desc = dict[str, int]  # attribute name -> value index; {} is "object"
@@ -200,13 +205,13 @@ def axis_relation(scene: Scene, i: int, j: int) -> str | None:
 
 
 def nearest(scene: Scene, j: int, candidates: np.ndarray) -> int | None:
-    """The candidate nearest to object j, if clearly nearer (25%) than the runner-up."""
+    """The candidate nearest to object j, if clearly nearer than the runner-up (`NEAREST_MARGIN`)."""
     cand = candidates[candidates != j]
     if not len(cand):
         return None
     d = np.linalg.norm(scene.centres[cand] - scene.centres[j], axis=1)
     order = np.argsort(d)
-    if len(cand) > 1 and d[order[1]] < 1.25 * d[order[0]]:
+    if len(cand) > 1 and d[order[1]] < NEAREST_MARGIN * d[order[0]]:
         return None
     return int(cand[order[0]])
 
@@ -484,10 +489,15 @@ class Split:
     labels: list[object]
 
 
-def vqa_samples(scene: Scene, rng: np.random.Generator, per_scene: int = 5) -> list[Question]:
+def vqa_samples(
+    scene: Scene,
+    rng: np.random.Generator,
+    per_scene: int = 5,
+    family_share: Sequence[float] = FAMILY_SHARE,
+) -> list[Question]:
     out: list[Question] = []
     for _ in range(4 * per_scene):
-        family = FAMILIES[int(rng.choice(len(FAMILIES), p=FAMILY_SHARE))]
+        family = FAMILIES[int(rng.choice(len(FAMILIES), p=family_share))]
         q = ask(scene, family, rng)
         if q is not None and all(q.text != o.text for o in out):
             out.append(q)
@@ -508,7 +518,11 @@ def vg_samples(scene: Scene, rng: np.random.Generator, per_scene: int = 3) -> li
 
 
 def make_split(
-    task: str, n_scenes: int, rng: np.random.Generator, tick: Callable[[], None] = lambda: None
+    task: str,
+    n_scenes: int,
+    rng: np.random.Generator,
+    tick: Callable[[], None] = lambda: None,
+    family_share: Sequence[float] = FAMILY_SHARE,
 ) -> Split:
     """Scenes -> images and samples for one task; `tick` is called once per scene."""
     split = Split([], [], [], [])
@@ -522,7 +536,7 @@ def make_split(
         else:
             feats, boxes = object_features(scene.attrs, rng), scene.boxes
             samples = (
-                [(q.text, q) for q in vqa_samples(scene, rng)]
+                [(q.text, q) for q in vqa_samples(scene, rng, family_share=family_share)]
                 if task == "vqa"
                 else [(c, None) for c in captions(scene, rng)]
             )
@@ -584,8 +598,13 @@ def vqa_labels(questions: list[Question], rng: np.random.Generator) -> dict[str,
     }
 
 
-def split_sizes(scenes: int) -> dict[str, int]:
-    return {name: max(10, round(scenes * share)) for name, share in SPLITS.items()}
+def split_sizes(scenes: int, test_scenes: int | None = None) -> dict[str, int]:
+    """Scenes per split: `SPLITS` of `scenes`, or `test_scenes` for test when given (a larger
+    test split lowers the evaluation noise without touching train or val)."""
+    sizes = {name: max(10, round(scenes * share)) for name, share in SPLITS.items()}
+    if test_scenes is not None:
+        sizes["test"] = max(10, test_scenes)
+    return sizes
 
 
 def generate(
@@ -594,17 +613,26 @@ def generate(
     scenes: int = 2000,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    test_scenes: int | None = None,
+    family_share: Sequence[float] = FAMILY_SHARE,
 ) -> dict[str, Path]:
     """Write train/val/test stores of `task` to `out_dir`; `progress(n)` reports scenes done.
 
-    The vocabulary comes from the train split and is shared by all three.
+    The vocabulary comes from the train split and is shared by all three. Each split has
+    its own generator, so `test_scenes` leaves train and val byte-identical. `family_share`
+    (VQA: one weight per `FAMILIES` entry) builds a world of chosen question families, e.g.
+    `nearest` alone for bench/ablation.py's RSA probe.
     """
+    if len(family_share) != len(FAMILIES) or min(family_share) < 0 or not sum(family_share):
+        raise ValueError(f"family_share needs {len(FAMILIES)} weights >= 0, not all 0 ({FAMILIES})")
+    family_share = tuple(np.asarray(family_share, float) / sum(family_share))
     out = Path(out_dir)
     tick = (lambda: progress(1)) if progress else (lambda: None)
     seeds = np.random.SeedSequence([seed, TASK_INDEX[task]]).spawn(len(SPLITS))
     rngs = {name: np.random.default_rng(s) for name, s in zip(SPLITS, seeds, strict=True)}
     splits = {
-        name: make_split(task, n, rngs[name], tick) for name, n in split_sizes(scenes).items()
+        name: make_split(task, n, rngs[name], tick, family_share)
+        for name, n in split_sizes(scenes, test_scenes).items()
     }
     vocab = build_vocab(tokenize(t) for t in splits["train"].texts)
     paths = {}
