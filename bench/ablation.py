@@ -19,10 +19,10 @@ rest of that file (the reading) is kept.
 
     nice python bench/ablation.py [--only a|b|c] [--seeds 0,1,2] [--jobs 2] [--tiny]
                                   [--results DIR] [--doc docs/results.md] [--report]
-    nice python bench/ablation.py --probe     # MCAN-2 vs (RSA GA FFN) * 2 at a larger budget
+    nice python bench/ablation.py --probe     # side experiments (PROBES): RSA init, more data
 
 Test-split accuracy of best.pt (the epoch with the best val accuracy) is reported. The run
-behind docs/results.md: `--jobs 2 --seeds 0,1,2,3,4` (about 47 min on 2 shared cores).
+behind docs/results.md: `--jobs 2 --seeds 0,1,2,3,4` (about 41 min on 2 shared cores).
 """
 
 from __future__ import annotations
@@ -46,10 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import mmnasdsl
+from mmnasdsl.data.shapes import FAMILY_SHARE, WORLD_VERSION
 from mmnasdsl.format import format_spec
 from mmnasdsl.spec import (
     Arg,
     DataDecl,
+    Ident,
     ListValue,
     ModelDecl,
     Option,
@@ -93,6 +95,8 @@ class Sizes:
     seeds: tuple[int, ...] = (0, 1, 2)
     n_random: int = 3  # random nets of table b
     arch_seed: int = 12345  # draws the random nets (the same for every model seed)
+    test_scenes: int | None = None  # test split scenes (None: scenes / 4, as `mmnasdsl data`)
+    world: int = WORLD_VERSION  # the shapes generator the data came from
 
     def fingerprint(self) -> str:
         """A short hash of the sizes (seeds excluded: adding a seed keeps earlier results)."""
@@ -106,8 +110,17 @@ FULL = Sizes(
     heads=4,
     depth=(4, 6),
     mcan=(1, 2),
-    search={"warmup": 2, "epochs": 6, "update_ratio": 2, "batch": 64, "lr": 0.002, "patience": 3},
-    train={"epochs": 8, "batch": 64, "lr": 0.002, "warmup": 1, "decay_at": [6], "decay": 0.2},
+    search={
+        "warmup": 2,
+        "epochs": 8,
+        "update_ratio": 2,
+        "batch": 64,
+        "lr": 0.002,
+        "theta_lr": 0.3,
+        "patience": 3,
+    },
+    train={"epochs": 12, "batch": 64, "lr": 0.002, "warmup": 1, "decay_at": [9], "decay": 0.2},
+    test_scenes=1000,
 )
 TINY = Sizes(
     scenes=10,
@@ -291,6 +304,14 @@ class Runner:
     inprocess: bool = False  # call the CLI in this process (the tests) instead of subprocesses
     log: Callable[[str], None] = print
     lock: threading.Lock = field(default_factory=threading.Lock)
+    session: dict[str, Any] = field(default_factory=dict)  # {start, argv, sizes} of this run
+
+    def mark_session(self) -> None:
+        """Append this session's end-so-far to RESULTS/sessions.jsonl: a run that is killed
+        still counts up to its last finished unit (`sessions` keeps the last line per start)."""
+        if self.session:
+            with self.lock, (self.results / "sessions.jsonl").open("a", encoding="utf-8") as f:
+                f.write(json.dumps({**self.session, "end": time.time()}) + "\n")
 
     @property
     def results_file(self) -> Path:
@@ -348,6 +369,7 @@ class Runner:
         record = self.record(cell, seed, net, folder, time.perf_counter() - t0)
         with self.lock, self.results_file.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        self.mark_session()
         self.log(
             f"done {cell.key} seed {seed}: test accuracy {record['test']['accuracy']:.2f} "
             f"({record['seconds']:.0f}s)"
@@ -443,12 +465,23 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def ensure_data(folder: Path, scenes: int) -> Path:
-    """The shapes VQA stores every cell reads (generated once, seed 0)."""
-    if not (folder / "test.h5").is_file():
-        from mmnasdsl.data.shapes import generate
+def data_folder(results: Path, sizes: Sizes, mix: str | None = None) -> Path:
+    """RESULTS/data/<what generated the stores>: another world, mix or size never reuses them."""
+    parts = [f"world{sizes.world}", *([mix] if mix else []), str(sizes.scenes)]
+    return results / "data" / "-".join([*parts, str(sizes.test_scenes or "default")])
 
-        generate("vqa", folder, scenes=scenes, seed=0)
+
+def ensure_data(
+    results: Path, sizes: Sizes, mix: str | None = None, share: Sequence[float] = FAMILY_SHARE
+) -> Path:
+    """The shapes VQA stores the cells (or a probe: question mix `share`, named `mix`) read,
+    generated once, seed 0."""
+    from mmnasdsl.data.shapes import generate
+
+    folder = data_folder(results, sizes, mix)
+    if not (folder / "test.h5").is_file():
+        test = sizes.test_scenes
+        generate("vqa", folder, sizes.scenes, seed=0, test_scenes=test, family_share=share)
     return folder
 
 
@@ -705,9 +738,13 @@ def report(sizes: Sizes, results: Path) -> str:
         r for r in read_results(results / "results.jsonl") if r.get("sizes") == sizes.fingerprint()
     ]
     cells = by_cell(records, sizes.seeds)
-    sessions = [
-        s for s in read_results(results / "sessions.jsonl") if s.get("sizes") == sizes.fingerprint()
-    ]
+    sessions = list(
+        {  # the last line of each session (by start) holds its end
+            s["start"]: s
+            for s in read_results(results / "sessions.jsonl")
+            if s.get("sizes") == sizes.fingerprint()
+        }.values()
+    )
     unit_min = sum(r["seconds"] for r in records) / 60
     m, n = sizes.depth
     return "\n".join(
@@ -726,7 +763,7 @@ def report(sizes: Sizes, results: Path) -> str:
             "",
             f"### a. Decoder pool (paper Table 2a), (M, N) = ({m}, {n})",
             "",
-            table_a(sizes, cells, prior_baseline(results / "data")),
+            table_a(sizes, cells, prior_baseline(data_folder(results, sizes))),
             "",
             f"### b. Random vs searched (paper Table 2c), (M, N) = ({m}, {n}), full pool",
             "",
@@ -740,7 +777,7 @@ def report(sizes: Sizes, results: Path) -> str:
             "",
             table_rsa([r for recs in cells.values() for r in recs]),
             "",
-            *probe_section(results.parent / "ablation-probe"),
+            *probe_section(results.parent / f"{results.name}-probe"),
             "### The architectures (encoder / decoder)",
             "",
             arch_list(sizes, cells),
@@ -762,83 +799,152 @@ def write_doc(doc: Path, block: str) -> None:
 
 # -------------------------------------------------------------------------------- probe
 
-PROBE_SCENES = 2000
-PROBE_TRAIN = {
-    "epochs": 20,
-    "batch": 64,
-    "lr": 0.002,
-    "warmup": 1,
-    "decay_at": [15, 18],
-    "decay": 0.2,
-}
+NEAREST_ONLY = tuple(float(f == "nearest") for f in FAMILIES)
 
 
-def probe(results: Path) -> dict[str, dict[str, Any]]:
-    """Is the pool's effect only a matter of budget? MCAN-2 vs the same net with RSA in
-    place of SA ((RSA GA FFN) * 2), one seed, 2.5x the data and 2.5x the epochs of the
-    tables: does RSA then learn the geometry families (spatial, nearest)?"""
-    sizes = replace(FULL, scenes=PROBE_SCENES, train=PROBE_TRAIN)
-    base = base_spec(sizes)
-    runner = Runner(sizes, results, ensure_data(results / "data", PROBE_SCENES))
-    nets = {
-        "mcan-2": mcan(base, 2),
-        "rsa-2": base.replace_stacks(
-            {"encoder": ["SA", "FFN"] * 2, "decoder": ["RSA", "GA", "FFN"] * 2}
-        ),
-    }
+@dataclass(frozen=True)
+class Probe:
+    """A side experiment next to the tables: fixed nets on one world, no search."""
 
-    def one(name: str) -> dict[str, Any]:
-        path = results / f"{name}.mmnas"
-        path.write_text(f"# bench/ablation.py probe: {name}\n" + format_spec(nets[name]))
-        runner.cli("train", path, *runner.run_flags(results / name, "last.pt", 0))
-        if not (results / name / "eval-test.json").is_file():
+    key: str  # its folder under RESULTS-probe
+    title: str
+    question: str  # what it answers, printed above its table
+    scenes: int
+    train: dict[str, Any]
+    nets: tuple[str, ...]  # keys of `probe_nets`
+    seeds: tuple[int, ...]
+    family_share: tuple[float, ...] | None = None  # None: the world's own mix
+
+
+PROBE_NETS = ("mcan-2", "rsa-2 reference init", "rsa-2 neutral init")
+PROBES = (
+    Probe(
+        key="nearest",
+        title="can RSA learn geometry? A world of `nearest` questions only",
+        question="No net without RSA can see where objects are, so MCAN-2 stays near what "
+        "the other objects' attributes allow; does RSA learn the geometry, at either init?",
+        scenes=FULL.scenes,
+        train={"epochs": 15, "batch": 64, "lr": 0.002, "warmup": 1, "decay_at": [12], "decay": 0.2},
+        nets=PROBE_NETS,
+        seeds=(0, 1),
+        family_share=NEAREST_ONLY,
+    ),
+    Probe(
+        key="geometry-heavy",
+        title="the tables' budget, 70 % `nearest` questions",
+        question="Between the tables' world (a quarter `nearest`) and `nearest` alone: does "
+        "RSA pull ahead when geometry dominates the mix?",
+        scenes=FULL.scenes,
+        train=FULL.train,
+        nets=("mcan-2", "rsa-2 neutral init"),
+        seeds=(0,),
+        family_share=tuple(0.7 if f == "nearest" else 0.06 for f in FAMILIES),
+    ),
+    Probe(
+        key="budget",
+        title="more data, the tables' world",
+        question="Do the geometry families separate MCAN-2 from the same net with RSA when "
+        "the nets see 5x the tables' data (same epochs)?",
+        scenes=5 * FULL.scenes,
+        train=FULL.train,
+        nets=("mcan-2", "rsa-2 neutral init"),
+        seeds=(0,),
+    ),
+)
+
+
+def probe_nets(base: Spec) -> dict[str, Spec]:
+    """MCAN-2, and the same net with RSA in place of the decoder's SA, at either RSA init."""
+    rsa = base.replace_stacks({"encoder": ["SA", "FFN"] * 2, "decoder": ["RSA", "GA", "FFN"] * 2})
+    return dict(
+        zip(
+            PROBE_NETS,
+            [
+                mcan(base, 2),
+                with_options(rsa, "model", {"relation_init": Ident(name="reference")}),
+                with_options(rsa, "model", {"relation_init": Ident(name="neutral")}),
+            ],
+            strict=True,
+        )
+    )
+
+
+def probe_folder(results: Path, probe: Probe, net: str, seed: int) -> Path:
+    return results / probe.key / net.replace(" ", "-") / str(seed)
+
+
+def run_probe(results: Path, probe: Probe) -> None:
+    """Train and test-evaluate every (net, seed) of one probe, 2 at a time; resumable."""
+    sizes = replace(FULL, scenes=probe.scenes, train=probe.train)
+    if probe.family_share is None:
+        data = ensure_data(results, sizes)
+    else:
+        data = ensure_data(results, sizes, probe.key, probe.family_share)
+    runner = Runner(sizes, results, data)
+    nets = probe_nets(base_spec(sizes))
+
+    def one(unit: tuple[str, int]) -> None:
+        net, seed = unit
+        folder = probe_folder(results, probe, net, seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "net.mmnas"
+        head = f"# bench/ablation.py --probe {probe.key}: {net}\n"
+        path.write_text(head + format_spec(nets[net]))
+        runner.cli("train", path, *runner.run_flags(folder / "train", "last.pt", seed))
+        if not (folder / "eval-test.json").is_file():
             runner.cli(
-                "eval",
-                path,
-                results / name / "best.pt",
-                "--split",
-                "test",
-                "--data",
-                runner.data,
-                "--threads",
-                "1",
-                "-o",
-                results / name / "predictions.json",
-            )
-        return json.loads((results / name / "eval-test.json").read_text())
+                "eval", path, folder / "train" / "best.pt", "--split", "test", "--data", data,
+                "--threads", "1", "-o", folder / "predictions.json",
+            )  # fmt: skip
 
     with ThreadPoolExecutor(2) as pool:
-        return dict(zip(nets, pool.map(one, nets), strict=True))
+        list(pool.map(one, [(n, s) for s in probe.seeds for n in probe.nets]))
 
 
-def probe_section(folder: Path) -> list[str]:
-    """The probe's table for the report, when `--probe` has run next to the results."""
-    out = {
-        name: json.loads((folder / name / "eval-test.json").read_text())
-        for name in ("mcan-2", "rsa-2")
-        if (folder / name / "eval-test.json").is_file()
-    }
-    if not out:
-        return []
-    return [
-        "### Probe: more budget, MCAN-2 vs (RSA GA FFN) × 2 (`--probe`)",
-        "",
-        f"{PROBE_SCENES} scenes (10 000 train questions), {PROBE_TRAIN['epochs']} epochs, "
-        "seed 0, test split; everything else as above.",
-        "",
-        probe_table(out),
-        "",
-    ]
+def probe_results(results: Path, probe: Probe) -> dict[str, list[dict[str, Any]]]:
+    """The probe's recorded test results, by net (the seeds that finished)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for net in probe.nets:
+        files = [probe_folder(results, probe, net, s) / "eval-test.json" for s in probe.seeds]
+        out[net] = [json.loads(f.read_text()) for f in files if f.is_file()]
+    return out
 
 
-def probe_table(out: dict[str, dict[str, Any]]) -> str:
+def probe_section(results: Path) -> list[str]:
+    """The probes' tables for the report, those that have run (`--probe`)."""
+    lines: list[str] = []
+    for probe in PROBES:
+        out = {k: v for k, v in probe_results(results, probe).items() if v}
+        if not out:
+            continue
+        epochs, decay = probe.train["epochs"], probe.train.get("decay_at") or ["-"]
+        lines += [
+            f"### Probe `{probe.key}`: {probe.title} (`--probe`)",
+            "",
+            f"{probe.question} {probe.scenes} train scenes, test {FULL.test_scenes} scenes, "
+            f"{epochs} epochs (×0.2 after {decay[0]}), seeds {', '.join(map(str, probe.seeds))}; "
+            "width and optimiser as the tables; test accuracy, mean over the seeds.",
+            "",
+            probe_table(out),
+            "",
+        ]
+    return lines
+
+
+def probe_table(out: dict[str, list[dict[str, Any]]]) -> str:
+    """Overall, per answer type and per family (families absent from the world: '–')."""
     keys = ("accuracy", *TYPES, *FAMILIES)
-    lines = [header(("net (seed 0)", "overall", *TYPES, *FAMILIES))]
-    for name, test in out.items():
-        lines.append(
-            "| " + " | ".join([name, *(f"{metric({'test': test}, k):.1f}" for k in keys)]) + " |"
-        )
+    lines = [header(("net", "seeds", "overall (each seed)", *TYPES, *FAMILIES))]
+    for name, tests in out.items():
+        each = ", ".join(f"{t['accuracy']:.1f}" for t in tests)
+        cells = [probe_mean(tests, k) for k in keys]
+        lines.append(f"| {name} | {len(tests)} | {cells[0]} ({each}) | {' | '.join(cells[1:])} |")
     return "\n".join(lines)
+
+
+def probe_mean(tests: list[dict[str, Any]], key: str) -> str:
+    values = [v for t in tests if (v := metric({"test": t}, key)) == v]  # NaN: family absent
+    return f"{statistics.fmean(values):.1f}" if values else "–"
 
 
 # --------------------------------------------------------------------------------- main
@@ -867,8 +973,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--probe",
         action="store_true",
-        help="only the budget probe (MCAN-2 vs "
-        "(RSA GA FFN) * 2 at 2000 scenes, 20 epochs) into runs/ablation-probe",
+        help="only the probes (PROBES: fixed nets, no search) into runs/ablation-probe; "
+        "`--report` then puts their tables into the doc",
     )
     p.add_argument(
         "--inprocess",
@@ -881,7 +987,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.probe:
-        print(probe_table(probe(args.results or ROOT / "runs" / "ablation-probe")))
+        folder = args.results or ROOT / "runs" / "ablation-probe"
+        for one in PROBES:
+            run_probe(folder, one)
+        print("\n".join(probe_section(folder)), flush=True)
+        print("`--report` puts it into docs/results.md", flush=True)
         return 0
     sizes = TINY if args.tiny else FULL
     results = args.results or ROOT / "runs" / ("ablation-tiny" if args.tiny else "ablation")
@@ -918,7 +1028,7 @@ def recorded_seeds(results: Path, sizes: Sizes) -> tuple[int, ...]:
 def execute(args: argparse.Namespace, sizes: Sizes, results: Path) -> list[str]:
     """Run the asked tables' units, timing the session in RESULTS/sessions.jsonl."""
     session = {"start": time.time(), "argv": args.argv, "sizes": sizes.fingerprint()}
-    data = ensure_data(results / "data", sizes.scenes)
+    data = ensure_data(results, sizes)
     cells = all_cells(sizes)
     keys = dict.fromkeys(k for t in (args.only or ["a", "b", "c"]) for k in table_cells(sizes, t))
     units = [(cells[k], s) for s in sizes.seeds for k in keys]  # seed-major: 1 seed of all first
@@ -928,12 +1038,12 @@ def execute(args: argparse.Namespace, sizes: Sizes, results: Path) -> list[str]:
         data,
         inprocess=args.inprocess,
         log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True),
+        session=session,
     )
     try:
         return run_all(runner, units, 1 if args.inprocess else args.jobs)
     finally:
-        with (results / "sessions.jsonl").open("a", encoding="utf-8") as f:
-            f.write(json.dumps({**session, "end": time.time()}) + "\n")
+        runner.mark_session()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 
 import mmnasdsl
+from mmnasdsl.settings import model_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +52,39 @@ def test_cells_are_generated_from_the_base_spec(bench: ModuleType) -> None:
         mmnasdsl.loads(bench.spec_text(cell), cell.key)
 
 
+def test_probe_nets_differ_only_where_meant(bench: ModuleType) -> None:
+    """--probe: MCAN-2 vs (RSA GA FFN) * 2 at either RSA init, all valid specs."""
+    nets = bench.probe_nets(bench.base_spec(bench.FULL))
+    assert list(nets) == list(bench.PROBE_NETS)
+    specs = {name: mmnasdsl.loads(bench.format_spec(spec), name) for name, spec in nets.items()}
+    inits = {n: model_settings(s).relation_init for n, s in specs.items()}
+    assert inits == {
+        "mcan-2": "neutral",
+        "rsa-2 reference init": "reference",
+        "rsa-2 neutral init": "neutral",
+    }
+    rsa = [b.choices[0] for b in specs["rsa-2 neutral init"].blocks() if b.stack == "decoder"]
+    assert rsa == ["RSA", "GA", "FFN"] * 2
+
+
+def test_probe_section_reports_what_finished(bench: ModuleType, tmp_path: Path) -> None:
+    """Probe tables show the seeds that finished; families a probe's world lacks read '–'."""
+    probe = bench.PROBES[0]
+    assert probe.family_share == bench.NEAREST_ONLY
+    for net, acc in zip(probe.nets, (40.0, 44.0, 56.0), strict=True):
+        folder = bench.probe_folder(tmp_path, probe, net, probe.seeds[0])
+        folder.mkdir(parents=True)
+        test = {"accuracy": acc, "per_type": {"other": acc}, "per_family": {"nearest": acc}}
+        (folder / "eval-test.json").write_text(json.dumps(test))
+    lines = "\n".join(bench.probe_section(tmp_path)).splitlines()
+    assert lines[0].startswith(f"### Probe `{probe.key}`")
+    rows = [line for line in lines if line.startswith("| rsa-2 neutral init")]
+    assert rows == [
+        "| rsa-2 neutral init | 1 | 56.0 (56.0) | – | – | 56.0 | – | – | – | – | 56.0 | – |"
+    ]
+    assert not any("budget" in line for line in lines)  # that probe has not run
+
+
 def test_tiny_run_records_resumes_and_reports(bench: ModuleType, tmp_path: Path) -> None:
     results, doc = tmp_path / "abl", tmp_path / "results.md"
     doc.write_text("# Results\n\nThe reading stays.\n", encoding="utf-8")
@@ -68,3 +102,4 @@ def test_tiny_run_records_resumes_and_reports(bench: ModuleType, tmp_path: Path)
     assert "The reading stays." in text and text.count(bench.BEGIN) == 1
     assert "{GA,FFN}" in text and "MCAN-1" in text and "random (all)" in text
     assert len(json.loads((results / "sessions.jsonl").read_text().splitlines()[0])) >= 2
+    assert "over 2 session(s)" in text  # one line per finished unit, counted once per session
