@@ -205,7 +205,8 @@ def axis_relation(scene: Scene, i: int, j: int) -> str | None:
 
 
 def nearest(scene: Scene, j: int, candidates: np.ndarray) -> int | None:
-    """The candidate nearest to object j, if clearly nearer than the runner-up (`NEAREST_MARGIN`)."""
+    """The candidate nearest to object j, if clearly nearer than the runner-up: the
+    runner-up at least `NEAREST_MARGIN` times as far."""
     cand = candidates[candidates != j]
     if not len(cand):
         return None
