@@ -841,6 +841,16 @@ PROBES = (
         family_share=tuple(0.7 if f == "nearest" else 0.06 for f in FAMILIES),
     ),
     Probe(
+        key="epochs",
+        title="more epochs, the tables' world",
+        question="Do the geometry families separate MCAN-2 from the same net with RSA when "
+        "the nets train 3x the tables' epochs on the tables' data?",
+        scenes=FULL.scenes,
+        train={"epochs": 36, "batch": 64, "lr": 0.002, "warmup": 1, "decay_at": [30], "decay": 0.2},
+        nets=("mcan-2", "rsa-2 neutral init"),
+        seeds=(0,),
+    ),
+    Probe(
         key="budget",
         title="more data, the tables' world",
         question="Do the geometry families separate MCAN-2 from the same net with RSA when "
