@@ -10,6 +10,7 @@ import pytest
 
 from mmnasdsl.cli import main
 from mmnasdsl.data import open_split, resolve
+from mmnasdsl.data.shapes import WORLD_VERSION
 from mmnasdsl.errors import DataError
 from mmnasdsl.parse import parse
 
@@ -102,7 +103,7 @@ def test_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MMNASDSL_DATA", str(tmp_path / "cache"))
     spec = parse(SPEC.format(task="itm", data="data shapes(scenes = 10, seed = 3)"), "s.mmnas")
     folder = resolve(spec, None)
-    assert folder == tmp_path / "cache" / "shapes" / "itm-10-3"
+    assert folder == tmp_path / "cache" / "shapes" / f"itm-10-3-v{WORLD_VERSION}"  # world-keyed
     assert sorted(p.name for p in folder.iterdir()) == ["test.h5", "train.h5", "val.h5"]
     assert resolve(spec, str(tmp_path)) == tmp_path  # --data wins
     with pytest.raises(DataError, match="no such data folder"):

@@ -1,8 +1,9 @@
 """Where a spec's data lives: the `--data` folder, an `h5(root)` folder, or a `shapes` cache.
 
-`shapes` data is generated on first use into `data/shapes/<task>-<scenes>-<seed>/` under
-$MMNASDSL_DATA (default: `data/` in the working directory), so every command runs on a
-fresh machine with no download and the second run reuses the files.
+`shapes` data is generated on first use into `data/shapes/<task>-<scenes>-<seed>-v<world>/`
+under $MMNASDSL_DATA (default: `data/` in the working directory), so every command runs on
+a fresh machine with no download and the second run reuses the files; `<world>` is
+`shapes.WORLD_VERSION`, so files of an older world are never reused.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def data_root() -> Path:
 
 
 def shapes_folder(task: str, scenes: int, seed: int) -> Path:
-    return data_root() / "shapes" / f"{task}-{scenes}-{seed}"
+    from mmnasdsl.data.shapes import WORLD_VERSION
+
+    return data_root() / "shapes" / f"{task}-{scenes}-{seed}-v{WORLD_VERSION}"
 
 
 def resolve(spec: Spec, data: str | None = None) -> Path:

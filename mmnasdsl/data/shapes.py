@@ -50,8 +50,7 @@ TASK_INDEX = {"vqa": 0, "itm": 1, "vg": 2}
 
 FAMILIES = ("exist", "count", "query", "spatial", "nearest", "compare")
 # Target mix before rejections. Geometry (spatial + nearest) is 45 %: RSA, the op the pool
-# ablation is about, only pays on it, and at CPU budgets it learns it only from enough
-# examples (docs/results.md, "The world, third fix").
+# ablation is about, only pays on it (docs/results.md, "Three fixes to the world", 4).
 FAMILY_SHARE = (0.15, 0.1, 0.15, 0.1, 0.35, 0.15)
 FAMILY_TYPE = {"exist": 0, "count": 1, "query": 2, "spatial": 0, "nearest": 2, "compare": 0}
 ANNOTATOR_ACCURACY = (0.9, 0.75, 0.85)  # per answer type: yes/no, number, other
