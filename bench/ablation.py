@@ -824,7 +824,7 @@ PROBES = (
         question="No net without RSA can see where objects are, so MCAN-2 stays near what "
         "the other objects' attributes allow; does RSA learn the geometry, at either init?",
         scenes=FULL.scenes,
-        train={"epochs": 15, "batch": 64, "lr": 0.002, "warmup": 1, "decay_at": [12], "decay": 0.2},
+        train={**FULL.train, "epochs": 15, "decay_at": [12]},
         nets=PROBE_NETS,
         seeds=(0, 1),
         family_share=NEAREST_ONLY,
@@ -846,7 +846,7 @@ PROBES = (
         question="Do the geometry families separate MCAN-2 from the same net with RSA when "
         "the nets train 3x the tables' epochs on the tables' data?",
         scenes=FULL.scenes,
-        train={"epochs": 36, "batch": 64, "lr": 0.002, "warmup": 1, "decay_at": [30], "decay": 0.2},
+        train={**FULL.train, "epochs": 36, "decay_at": [30]},
         nets=("mcan-2", "rsa-2 neutral init"),
         seeds=(0,),
     ),
