@@ -7,7 +7,7 @@ fixed small width, every network run through the project's own commands
 a. decoder pool ablation (Table 2a): {GA,FFN}, {SA,GA,FFN}, {RSA,GA,FFN}, {SA,RSA,GA,FFN};
    search, then train the searched net from scratch;
 b. random vs searched (Table 2c): the full-pool searched net vs random nets of that space;
-c. MCAN vs searched at two depths (Table 2b), with parameter counts (mmnasdsl.graph).
+c. MCAN vs searched at two depths (Table 2b), with parameter counts (mmnasdsl.compile.graph).
 
 Spec variants are built from the base spec's AST (pools, stack depths, schedules), never
 copied by hand. Every (cell, seed) runs in RESULTS/<cell>/<seed>/ (space.mmnas or net.mmnas,
@@ -47,8 +47,8 @@ from typing import Any
 
 import mmnasdsl
 from mmnasdsl.data.shapes import FAMILY_SHARE, WORLD_VERSION
-from mmnasdsl.format import format_spec
-from mmnasdsl.spec import (
+from mmnasdsl.lang.format import format_spec
+from mmnasdsl.lang.spec import (
     Arg,
     DataDecl,
     Ident,
@@ -445,9 +445,9 @@ def arch_of(spec: Spec) -> dict[str, list[str]]:
 
 
 def params_of(spec: Spec, data: Path) -> int:
-    """Parameters of a concrete net sized by the training split (mmnasdsl.graph)."""
+    """Parameters of a concrete net sized by the training split (mmnasdsl.compile.graph)."""
+    from mmnasdsl.compile.graph import build_graph
     from mmnasdsl.data import open_split
-    from mmnasdsl.graph import build_graph
 
     train = open_split(data, "train", spec)
     graph = build_graph(spec, vocab_size=len(train.vocab), num_answers=len(train.answers))
@@ -571,7 +571,7 @@ def prior_baseline(data: Path) -> dict[str, Any] | None:
     from collections import Counter
 
     from mmnasdsl.data import open_split
-    from mmnasdsl.metrics import vqa_report
+    from mmnasdsl.heads._metrics import vqa_report
 
     if not (data / "test.h5").is_file():
         return None

@@ -87,7 +87,7 @@ def loader_rate(ds: FeatureDataset, batches: int, workers: int) -> float:
 
 def step_rate(spec_path: Path, ds: FeatureDataset, steps: int) -> float:
     """Samples/s of forward + backward + Adam step on fixed batches (one sampled path)."""
-    from mmnasdsl.build import build_model
+    from mmnasdsl.compile.build import build_model
 
     spec = mmnasdsl.load(spec_path)
     model = build_model(spec, vocab_size=len(ds.vocab), num_answers=len(ds.answers))

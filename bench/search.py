@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 
 import mmnasdsl
-from mmnasdsl.backbone import Supernet
-from mmnasdsl.build import build_model
-from mmnasdsl.search.oneshot import OneShotSearcher, split_rows
-from mmnasdsl.settings import search_settings
-from mmnasdsl.train import w_optimizer, w_step
+from mmnasdsl.compile.build import build_model
+from mmnasdsl.compile.network import Supernet
+from mmnasdsl.lang.settings import search_settings
+from mmnasdsl.search.driver import OneShotSearcher, split_rows
+from mmnasdsl.train.loop import w_optimizer, w_step
 
 ROOT = Path(__file__).resolve().parent.parent
 VQA2_TRAIN = 443_757  # VQA-v2 train questions (the paper's search set)
@@ -103,7 +103,7 @@ def paper_scale(steps: int) -> dict:
 
 def shapes_scale(steps: int) -> dict:
     from mmnasdsl.data import open_split, resolve
-    from mmnasdsl.train import batch_iter, epoch_batches, evaluate, model_for
+    from mmnasdsl.train.loop import batch_iter, epoch_batches, evaluate, model_for
 
     spec = mmnasdsl.load(ROOT / "specs/shapes-vqa.mmnas")
     s = search_settings(spec)

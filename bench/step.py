@@ -42,10 +42,10 @@ from collections.abc import Callable
 
 import torch
 
-from mmnasdsl.backbone import Supernet
-from mmnasdsl.build import build_model
-from mmnasdsl.graph import build_graph
-from mmnasdsl.parse import parse
+from mmnasdsl.compile.build import build_model
+from mmnasdsl.compile.graph import build_graph
+from mmnasdsl.compile.network import Supernet
+from mmnasdsl.lang.parse import parse
 
 SPEC = """
 model vqa { d_model = 512 head_dim = 64 ffn = 4x dropout = 0.1 }

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmnasdsl.errors import DataError, MmnasError, SpecError, UsageError
-from mmnasdsl.spec import Spec
+from mmnasdsl.lang.errors import DataError, MmnasError, SpecError, UsageError
+from mmnasdsl.lang.spec import Spec
 
 __version__ = "0.1.0"
 __all__ = ["DataError", "MmnasError", "Spec", "SpecError", "UsageError", "load", "loads"]
@@ -17,8 +17,8 @@ __all__ = ["DataError", "MmnasError", "Spec", "SpecError", "UsageError", "load",
 
 def loads(text: str, source: str = "<string>") -> Spec:
     """Parse and check spec text. Raises SpecError (all errors found) for any bad input."""
-    from mmnasdsl.check import check
-    from mmnasdsl.parse import parse
+    from mmnasdsl.lang.check import check
+    from mmnasdsl.lang.parse import parse
 
     spec = parse(text, source)
     check(spec, text)
@@ -27,7 +27,7 @@ def loads(text: str, source: str = "<string>") -> Spec:
 
 def load(path: str | Path) -> Spec:
     """Read, parse and check a `.mmnas` file. Raises SpecError, also for unreadable files."""
-    from mmnasdsl.errors import Diagnostic
+    from mmnasdsl.lang.errors import Diagnostic
 
     p = Path(path)
     try:

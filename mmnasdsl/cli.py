@@ -18,7 +18,7 @@ import sys
 
 import typer
 
-from mmnasdsl.errors import MmnasError
+from mmnasdsl.lang.errors import MmnasError
 
 COMMAND_MODULES = ("lang", "info", "data", "run", "render")
 

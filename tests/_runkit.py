@@ -9,7 +9,7 @@ from pathlib import Path
 
 import mmnasdsl
 from mmnasdsl.data.shapes import generate
-from mmnasdsl.spec import Spec
+from mmnasdsl.lang.spec import Spec
 
 HEADS = {
     "vqa": "head vqa(loss = bce)",

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 import mmnasdsl
-from mmnasdsl.settings import model_settings
+from mmnasdsl.lang.settings import model_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import mmnasdsl
-from mmnasdsl.backbone import MixedBlock, Network, Supernet
-from mmnasdsl.build import build_model, scaled_settings
-from mmnasdsl.parse import parse
-from mmnasdsl.settings import ObjectsInput, WordsInput, input_settings
-from mmnasdsl.spec import Spec
+from mmnasdsl.compile.build import build_model, scaled_settings
+from mmnasdsl.compile.network import MixedBlock, Network, Supernet
+from mmnasdsl.lang.parse import parse
+from mmnasdsl.lang.settings import ObjectsInput, WordsInput, input_settings
+from mmnasdsl.lang.spec import Spec
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.mmnas"))
 VOCAB, ANSWERS = 30, 6

@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 from test_format import specs
 
 import mmnasdsl
-from mmnasdsl.check import diagnostics
-from mmnasdsl.errors import SpecError
-from mmnasdsl.parse import parse
+import mmnasdsl.lang.check
+from mmnasdsl.lang.check import diagnostics
+from mmnasdsl.lang.errors import SpecError
+from mmnasdsl.lang.parse import parse
 
 
 def _errors(path) -> SpecError:
@@ -98,7 +99,7 @@ def test_nested_pools_expand_once_per_op():
 def test_check_without_text_still_locates():
     spec = parse("input t = words\nencoder t = SAA\nhead vqa", "x.mmnas")
     with pytest.raises(SpecError) as info:
-        mmnasdsl.check.check(spec)
+        mmnasdsl.lang.check.check(spec)
     assert info.value.render().startswith("x.mmnas:2:13: error: unknown op or pool 'SAA'")
 
 

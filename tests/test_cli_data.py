@@ -11,8 +11,8 @@ import pytest
 from mmnasdsl.cli import main
 from mmnasdsl.data import open_split, resolve
 from mmnasdsl.data.shapes import WORLD_VERSION
-from mmnasdsl.errors import DataError
-from mmnasdsl.parse import parse
+from mmnasdsl.lang.errors import DataError
+from mmnasdsl.lang.parse import parse
 
 SPEC = """model m {{ d_model = 64 }}
 input text = words(max_len = 16, embed = learned(32), lstm)

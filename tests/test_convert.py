@@ -8,9 +8,9 @@ import pytest
 from _specs import ROOT
 
 import mmnasdsl
-from mmnasdsl.convert import ConvertError, arch_to_spec, read_arch_json, spec_to_arch
-from mmnasdsl.errors import MmnasError
-from mmnasdsl.format import format_spec
+from mmnasdsl.lang.convert import ConvertError, arch_to_spec, read_arch_json, spec_to_arch
+from mmnasdsl.lang.errors import MmnasError
+from mmnasdsl.lang.format import format_spec
 
 ARCH = ROOT / "tests" / "data" / "arch-vqa-reference.json"
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from mmnasdsl.data import FeatureDataset, make_loader, open_split
+from mmnasdsl.data.geometry import relation_features
 from mmnasdsl.data.shapes import generate
-from mmnasdsl.errors import DataError
-from mmnasdsl.geometry import relation_features
+from mmnasdsl.lang.errors import DataError
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mmnasdsl.data.store import StoreWriter, TextData, open_store
-from mmnasdsl.errors import DataError
+from mmnasdsl.lang.errors import DataError
 
 
 def write_vg(path: Path, n_images: int = 3, dim: int = 8) -> dict[str, np.ndarray]:

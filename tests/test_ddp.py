@@ -15,11 +15,11 @@ import torch.multiprocessing as mp
 from _runkit import make_data, tiny_spec_text, write_spec
 
 import mmnasdsl
-from mmnasdsl import distributed
-from mmnasdsl.progress import NullReporter
+from mmnasdsl.lang.settings import search_settings, train_settings
 from mmnasdsl.search import OneShotSearch, SearchJob
-from mmnasdsl.settings import search_settings, train_settings
-from mmnasdsl.train import Trainer, TrainJob
+from mmnasdsl.train import distributed
+from mmnasdsl.train.loop import Trainer, TrainJob
+from mmnasdsl.train.progress import NullReporter
 
 SEARCH = "warmup = 1  epochs = 1  update_ratio = 2  batch = 16  patience = 9"
 

@@ -9,9 +9,9 @@ from _specs import KEYWORDS, SHIPPED, VALID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mmnasdsl.format import format_spec
-from mmnasdsl.parse import parse
-from mmnasdsl.spec import (
+from mmnasdsl.lang.format import format_spec
+from mmnasdsl.lang.parse import parse
+from mmnasdsl.lang.spec import (
     Arg,
     Call,
     Choice,

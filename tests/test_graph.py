@@ -9,10 +9,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import mmnasdsl
-from mmnasdsl.build import build_model
-from mmnasdsl.errors import SpecError
-from mmnasdsl.graph import build_graph
-from mmnasdsl.parse import parse
+from mmnasdsl.compile.build import build_model
+from mmnasdsl.compile.graph import build_graph
+from mmnasdsl.lang.errors import SpecError
+from mmnasdsl.lang.parse import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 

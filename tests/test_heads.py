@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from mmnasdsl.geometry import decode_deltas, encode_deltas, relation_features
+from mmnasdsl.data.geometry import decode_deltas, encode_deltas, relation_features
 from mmnasdsl.heads import HEADS, AttFlat, get_head
-from mmnasdsl.settings import ModelSettings
+from mmnasdsl.lang.settings import ModelSettings
 
 S = ModelSettings(d_model=16, heads=2, dropout=0.0)
 

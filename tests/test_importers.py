@@ -21,7 +21,7 @@ from mmnasdsl.data.importers import (
     safe_pickle_load,
 )
 from mmnasdsl.data.text import normalize_answer, tokenize
-from mmnasdsl.errors import DataError
+from mmnasdsl.lang.errors import DataError
 
 DIM = 6
 IMAGES = {9: 3, 25: 2, 42: 4}  # image id -> object count

@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from mmnasdsl.commands import info
-from mmnasdsl.errors import SpecError
+from mmnasdsl.lang.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 

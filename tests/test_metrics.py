@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mmnasdsl.metrics import (
+from mmnasdsl.heads._metrics import (
     grounding_report,
     normalize_answer,
     retrieval_report,

@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mmnasdsl.backbone import Network
-from mmnasdsl.build import build_model
+from mmnasdsl.compile.build import build_model
+from mmnasdsl.compile.network import Network
+from mmnasdsl.lang.parse import parse
+from mmnasdsl.lang.settings import ModelSettings
 from mmnasdsl.ops import OPS, BlockContext, Op, ReferenceLayerNorm, get_op, list_ops, register_op
 from mmnasdsl.ops.attention import MultiHeadAttention
-from mmnasdsl.parse import parse
-from mmnasdsl.settings import ModelSettings
 
 S = ModelSettings(d_model=16, heads=2, dropout=0.0, relation_dim=8)
 B, N, M = 2, 5, 4

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from _specs import SHIPPED, VALID
 
-from mmnasdsl.errors import SpecError
-from mmnasdsl.parse import parse
-from mmnasdsl.spec import (
+from mmnasdsl.lang.errors import SpecError
+from mmnasdsl.lang.parse import parse
+from mmnasdsl.lang.spec import (
     Call,
     Choice,
     Group,

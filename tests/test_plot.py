@@ -13,8 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from mmnasdsl.commands import render as render_commands
-from mmnasdsl.errors import DataError, UsageError
-from mmnasdsl.plot import last_theta, plot_history, plot_run, read_history
+from mmnasdsl.lang.errors import DataError, UsageError
+from mmnasdsl.render.plot import last_theta, plot_history, plot_run, read_history
 
 
 def synthetic_history(

@@ -14,10 +14,10 @@ import typer
 from typer.testing import CliRunner
 
 from mmnasdsl.commands import render as render_commands
-from mmnasdsl.errors import MmnasError, UsageError
-from mmnasdsl.graph import SupernetGraph, build_graph
-from mmnasdsl.parse import parse
-from mmnasdsl.render import OP_COLOURS, op_colour, render, theta_for, write
+from mmnasdsl.compile.graph import SupernetGraph, build_graph
+from mmnasdsl.lang.errors import MmnasError, UsageError
+from mmnasdsl.lang.parse import parse
+from mmnasdsl.render.diagram import OP_COLOURS, op_colour, render, theta_for, write
 
 SVG = "{http://www.w3.org/2000/svg}"
 HAS_DOT = shutil.which("dot") is not None

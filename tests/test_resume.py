@@ -20,8 +20,8 @@ import torch
 from _runkit import cli, make_data, tiny_spec_text, write_spec
 
 from mmnasdsl.commands.run import search_cmd
-from mmnasdsl.errors import UsageError
-from mmnasdsl.runs import load_checkpoint
+from mmnasdsl.lang.errors import UsageError
+from mmnasdsl.train.runs import load_checkpoint
 
 SEARCH = "warmup = 1  epochs = 2  update_ratio = 2  batch = 8  patience = 9"
 

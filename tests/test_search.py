@@ -10,9 +10,8 @@ import torch
 from _runkit import make_data, tiny_spec_text, write_spec
 
 import mmnasdsl
-from mmnasdsl.errors import UsageError
-from mmnasdsl.progress import NullReporter
-from mmnasdsl.runs import load_checkpoint, prepare_run_dir
+from mmnasdsl.lang.errors import UsageError
+from mmnasdsl.lang.settings import search_settings
 from mmnasdsl.search import (
     OneShotSearch,
     OneShotSearcher,
@@ -20,8 +19,9 @@ from mmnasdsl.search import (
     run_search,
     sample_architectures,
 )
-from mmnasdsl.search.oneshot import split_rows
-from mmnasdsl.settings import search_settings
+from mmnasdsl.search.driver import split_rows
+from mmnasdsl.train.progress import NullReporter
+from mmnasdsl.train.runs import load_checkpoint, prepare_run_dir
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_concrete_spec_is_refused(tmp_path: Path, data: Path) -> None:
 
 
 def test_default_run_dir_never_reuses_a_run(tmp_path: Path) -> None:
-    from mmnasdsl.runs import default_run_dir
+    from mmnasdsl.train.runs import default_run_dir
 
     first = default_run_dir("specs/shapes-vqa.mmnas", root=tmp_path)
     assert first == tmp_path / "shapes-vqa"

@@ -10,11 +10,11 @@ import torch
 from _runkit import make_data, tiny_spec_text, write_spec
 
 from mmnasdsl.commands.run import train_cmd
-from mmnasdsl.errors import UsageError
-from mmnasdsl.progress import NullReporter
-from mmnasdsl.runs import load_checkpoint
-from mmnasdsl.settings import train_settings
-from mmnasdsl.train import Trainer, TrainJob, evaluate_checkpoint, lr_factor
+from mmnasdsl.lang.errors import UsageError
+from mmnasdsl.lang.settings import train_settings
+from mmnasdsl.train.loop import Trainer, TrainJob, evaluate_checkpoint, lr_factor
+from mmnasdsl.train.progress import NullReporter
+from mmnasdsl.train.runs import load_checkpoint
 
 
 @pytest.mark.parametrize("task", ["vqa", "itm", "vg"])
@@ -84,7 +84,7 @@ def test_lr_schedule() -> None:
 
 def test_hard_negatives_never_match(tmp_path: Path) -> None:
     from mmnasdsl.data import open_split
-    from mmnasdsl.train import MiningOptions, itm_triples, mine_hard_negatives, model_for
+    from mmnasdsl.train.loop import MiningOptions, itm_triples, mine_hard_negatives, model_for
 
     data = make_data(tmp_path / "data", "itm")
     _, spec = write_spec(tmp_path, tiny_spec_text("itm", searchable=False))

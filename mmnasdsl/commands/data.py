@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmnasdsl.errors import DataError, UsageError
+from mmnasdsl.lang.errors import DataError, UsageError
 
 data_app = typer.Typer(
     help="Feature stores: the built-in shapes world, importers, info.", no_args_is_help=True

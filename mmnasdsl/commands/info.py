@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mmnasdsl.graph import DEFAULT_VOCAB, SupernetGraph, block_id, build_graph
+from mmnasdsl.compile.graph import DEFAULT_VOCAB, SupernetGraph, block_id, build_graph
 
 
 def human(n: float) -> str:

@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from mmnasdsl.errors import Diagnostic, SpecError, UsageError
-from mmnasdsl.spec import Spec
+from mmnasdsl.lang.errors import Diagnostic, SpecError, UsageError
+from mmnasdsl.lang.spec import Spec
 
 SpecPaths = Annotated[
     list[Path], typer.Argument(help="spec files (.mmnas)", show_default=False, metavar="SPEC")
@@ -76,8 +76,8 @@ def fmt_cmd(
     check: Annotated[bool, typer.Option("--check", help="exit 1 if a file would change")] = False,
 ) -> None:
     """Print specs in canonical form (comments kept); `-w` rewrites, `--check` only tests."""
-    from mmnasdsl.format import format_spec
-    from mmnasdsl.parse import parse
+    from mmnasdsl.lang.format import format_spec
+    from mmnasdsl.lang.parse import parse
 
     if write and check:
         raise UsageError("--write and --check exclude each other")
@@ -143,8 +143,8 @@ def convert_cmd(
 
 def _json_to_spec_text(source: Path, space: Path | None, epoch: int | None) -> str:
     import mmnasdsl
-    from mmnasdsl.convert import ConvertError, arch_to_spec, pick_epoch, read_arch_json
-    from mmnasdsl.format import format_spec
+    from mmnasdsl.lang.convert import ConvertError, arch_to_spec, pick_epoch, read_arch_json
+    from mmnasdsl.lang.format import format_spec
 
     if space is None:
         raise UsageError("converting a .json architecture needs --space SPEC for the settings")
@@ -163,7 +163,7 @@ def _json_to_spec_text(source: Path, space: Path | None, epoch: int | None) -> s
 
 def _spec_to_json_text(source: Path, epoch: int) -> str:
     import mmnasdsl
-    from mmnasdsl.convert import spec_to_arch
+    from mmnasdsl.lang.convert import spec_to_arch
 
     return json.dumps(spec_to_arch(mmnasdsl.load(source), epoch)) + "\n"
 

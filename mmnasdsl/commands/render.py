@@ -1,9 +1,9 @@
 """The picture commands: `render` (Figure-3 diagrams of specs) and `plot` (a search run).
 
-`render` loads and checks each spec, builds its supernet graph (`mmnasdsl.graph`) and
-draws them side by side (`mmnasdsl.render`); `--theta RUNDIR` shades each candidate by
+`render` loads and checks each spec, builds its supernet graph (`mmnasdsl.compile.graph`) and
+draws them side by side (`mmnasdsl.render.diagram`); `--theta RUNDIR` shades each candidate by
 the probability the search in RUNDIR gave it. `plot` draws RUNDIR/history.json
-(`mmnasdsl.plot`). Problems raise `MmnasError`s, which `cli.main` prints.
+(`mmnasdsl.render.plot`). Problems raise `MmnasError`s, which `cli.main` prints.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mmnasdsl.errors import UsageError
+from mmnasdsl.lang.errors import UsageError
 
 Output = Annotated[
     Path,
@@ -53,9 +53,9 @@ def render_cmd(
 ) -> None:
     """Draw specs as MMnas Figure 3 (.svg, .png, .pdf, or .dot without Graphviz installed)."""
     import mmnasdsl
-    from mmnasdsl.graph import build_graph
-    from mmnasdsl.plot import history_path, read_history
-    from mmnasdsl.render import output_format, render, theta_for, write
+    from mmnasdsl.compile.graph import build_graph
+    from mmnasdsl.render.diagram import output_format, render, theta_for, write
+    from mmnasdsl.render.plot import history_path, read_history
 
     output_format(output)
     history = read_history(theta) if theta is not None else None
@@ -75,7 +75,7 @@ def plot_cmd(
     output: Output,
 ) -> None:
     """Plot a search: θ per block over the epochs (a heatmap per stack) and its curves."""
-    from mmnasdsl.plot import plot_run
+    from mmnasdsl.render.plot import plot_run
 
     out = plot_run(rundir, output)
     typer.echo(f"wrote {out}")

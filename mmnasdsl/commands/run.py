@@ -3,7 +3,7 @@
 These are the edges of the pipeline: they read the spec, pick the run directory, set up
 logging (RUNDIR/log.txt, and a rich progress bar on a terminal or plain lines otherwise),
 join the process group under torchrun, and hand a job to `mmnasdsl.search` or
-`mmnasdsl.train`. Rank 0 alone writes files and prints.
+`mmnasdsl.train.loop`. Rank 0 alone writes files and prints.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Annotated, Any
 import torch
 import typer
 
-from mmnasdsl import distributed, runs
-from mmnasdsl.distributed import Dist
-from mmnasdsl.errors import UsageError
-from mmnasdsl.progress import LogReporter, NullReporter, Reporter, format_stats
-from mmnasdsl.spec import Spec
+from mmnasdsl.lang.errors import UsageError
+from mmnasdsl.lang.spec import Spec
+from mmnasdsl.train import distributed, runs
+from mmnasdsl.train.distributed import Dist
+from mmnasdsl.train.progress import LogReporter, NullReporter, Reporter, format_stats
 
 log = logging.getLogger("mmnasdsl")
 
@@ -261,8 +261,8 @@ def search_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Search a spec's space (MMnas Algorithm 1); writes RUNDIR/arch.mmnas after every epoch."""
+    from mmnasdsl.lang.settings import search_settings
     from mmnasdsl.search import SEARCHERS, SearchJob, run_search
-    from mmnasdsl.settings import search_settings
 
     spec = load_spec(spec_path)
     if searcher not in SEARCHERS:
@@ -323,8 +323,8 @@ def train_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a concrete spec from scratch; evaluates on val after every epoch."""
-    from mmnasdsl.settings import train_settings
-    from mmnasdsl.train import Trainer, TrainJob
+    from mmnasdsl.lang.settings import train_settings
+    from mmnasdsl.train.loop import Trainer, TrainJob
 
     spec = load_spec(spec_path)
     if not spec.is_concrete:
@@ -369,7 +369,7 @@ def eval_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Evaluate a trained checkpoint: VQA accuracy, ITM Recall@K, VG accuracy@0.5."""
-    from mmnasdsl.train import evaluate_checkpoint
+    from mmnasdsl.train.loop import evaluate_checkpoint
 
     spec = load_spec(spec_path)
     if not checkpoint.is_file():

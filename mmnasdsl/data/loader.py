@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mmnasdsl.data.geometry import relation_features
 from mmnasdsl.data.store import ANSWER_TYPES, open_store
-from mmnasdsl.errors import DataError
-from mmnasdsl.geometry import relation_features
+from mmnasdsl.lang.errors import DataError
 
 CACHE_BYTES = 512 << 20  # features up to this size are read into memory once
 PAD_BOX = (0.0, 0.0, 1.0, 1.0)

@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 
 from mmnasdsl.data.loader import FeatureDataset
-from mmnasdsl.errors import DataError
-from mmnasdsl.settings import data_settings, input_settings
-from mmnasdsl.spec import Spec
+from mmnasdsl.lang.errors import DataError
+from mmnasdsl.lang.settings import data_settings, input_settings
+from mmnasdsl.lang.spec import Spec
 
 SPLIT_NAMES = ("train", "val", "test")
 TASKS = ("vqa", "itm", "vg")

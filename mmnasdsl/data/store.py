@@ -20,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from mmnasdsl.errors import DataError
+from mmnasdsl.lang.errors import DataError
 
 FORMAT_VERSION = 1
 TASKS = ("vqa", "itm", "vg")

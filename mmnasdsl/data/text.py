@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmnasdsl.errors import DataError
+from mmnasdsl.lang.errors import DataError
 
 PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1 in every vocabulary (docs/interfaces.md, Batches)
 

@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 from torch import Tensor, nn
 
+from mmnasdsl.lang.registry import Registry
+from mmnasdsl.lang.settings import ModelSettings
 from mmnasdsl.ops import make_norm
-from mmnasdsl.registry import Registry
-from mmnasdsl.settings import ModelSettings
 
 FLAT_HIDDEN = 512  # the reference's AttFlat MLP width, independent of d
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from mmnasdsl.heads._common import Fusion, Head, register_head
-from mmnasdsl.settings import ModelSettings
+from mmnasdsl.lang.settings import ModelSettings
 
 
 class ITMOptions(BaseModel):

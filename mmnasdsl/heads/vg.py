@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from mmnasdsl.geometry import box_iou, clip_boxes, decode_deltas, encode_deltas
+from mmnasdsl.data.geometry import box_iou, clip_boxes, decode_deltas, encode_deltas
 from mmnasdsl.heads._common import AttFlat, Head, masked_fill_scores, register_head
+from mmnasdsl.lang.settings import ModelSettings
 from mmnasdsl.ops import make_norm
-from mmnasdsl.settings import ModelSettings
 
 
 class VGOptions(BaseModel):

@@ -21,9 +21,9 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
+from mmnasdsl.lang.registry import Registry
+from mmnasdsl.lang.settings import ModelSettings
 from mmnasdsl.ops._norm import make_norm
-from mmnasdsl.registry import Registry
-from mmnasdsl.settings import ModelSettings
 
 OPS: Registry[type[nn.Module]] = Registry("op")
 

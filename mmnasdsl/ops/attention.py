@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmnasdsl.lang.settings import ModelSettings
 from mmnasdsl.ops._registry import BlockContext, Op, register_op
-from mmnasdsl.settings import ModelSettings
 
 MASKED = -1e9  # added to the scores of padded keys
 NEUTRAL_STD = 0.01  # RSA's relation weights at a neutral init: r = 1 + O(0.01) for every pair

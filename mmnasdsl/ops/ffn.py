@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mmnasdsl.lang.settings import ModelSettings
 from mmnasdsl.ops._registry import BlockContext, Op, register_op
-from mmnasdsl.settings import ModelSettings
 
 
 @register_op("FFN")

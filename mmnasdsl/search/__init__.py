@@ -8,7 +8,7 @@
 
 from mmnasdsl.search import random  # noqa: F401  (registers "random")
 from mmnasdsl.search.base import SEARCHERS, Arch, Searcher, register_searcher
-from mmnasdsl.search.oneshot import OneShotSearch, OneShotSearcher, SearchJob, run_search
+from mmnasdsl.search.driver import OneShotSearch, OneShotSearcher, SearchJob, run_search
 from mmnasdsl.search.random import RandomSearcher, sample_architectures
 
 __all__ = [

@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from mmnasdsl.backbone import Supernet
-from mmnasdsl.registry import Registry
-from mmnasdsl.settings import SearchSettings
+from mmnasdsl.compile.network import Supernet
+from mmnasdsl.lang.registry import Registry
+from mmnasdsl.lang.settings import SearchSettings
 
 Arch = list[int]
 

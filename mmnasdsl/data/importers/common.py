@@ -18,7 +18,7 @@ import numpy as np
 from mmnasdsl.data.importers.features import FeatureSource
 from mmnasdsl.data.store import StoreWriter, TextData
 from mmnasdsl.data.text import build_vocab, encode, read_glove
-from mmnasdsl.errors import DataError
+from mmnasdsl.lang.errors import DataError
 
 
 @dataclass(frozen=True)

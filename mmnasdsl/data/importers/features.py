@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import h5py
 import numpy as np
 
-from mmnasdsl.errors import DataError
+from mmnasdsl.lang.errors import DataError
 
 Record = tuple[np.ndarray, np.ndarray, tuple[float, float]]
 

@@ -14,7 +14,7 @@ from typing import Any
 from mmnasdsl.data.importers.common import Sample, Summary, need, read_json, write_splits
 from mmnasdsl.data.importers.features import FeatureSource
 from mmnasdsl.data.text import tokenize
-from mmnasdsl.errors import DataError
+from mmnasdsl.lang.errors import DataError
 
 SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
 CAPTIONS_PER_IMAGE = 5

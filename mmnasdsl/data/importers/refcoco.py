@@ -17,7 +17,7 @@ import numpy as np
 from mmnasdsl.data.importers.common import Sample, Summary, need, read_json, write_splits
 from mmnasdsl.data.importers.features import FeatureSource, safe_pickle_load
 from mmnasdsl.data.text import tokenize
-from mmnasdsl.errors import DataError
+from mmnasdsl.lang.errors import DataError
 
 
 def read_boxes(path: str | Path) -> dict[int, np.ndarray]:

@@ -27,7 +27,7 @@ from mmnasdsl.data.importers.common import (
 from mmnasdsl.data.importers.features import FeatureSource
 from mmnasdsl.data.store import ANSWER_TYPES
 from mmnasdsl.data.text import build_vocab, normalize_answer, soft_scores, tokenize
-from mmnasdsl.errors import DataError
+from mmnasdsl.lang.errors import DataError
 
 
 def read_questions(path: str | Path) -> list[dict[str, Any]]:

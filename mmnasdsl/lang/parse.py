@@ -15,9 +15,9 @@ from typing import Any
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from mmnasdsl.errors import Diagnostic, SpecError
-from mmnasdsl.registry import did_you_mean
-from mmnasdsl.spec import (
+from mmnasdsl.lang.errors import Diagnostic, SpecError
+from mmnasdsl.lang.registry import did_you_mean
+from mmnasdsl.lang.spec import (
     Arg,
     Call,
     Choice,
@@ -41,7 +41,7 @@ from mmnasdsl.spec import (
     StackDecl,
 )
 
-GRAMMAR = Path(__file__).resolve().parent / "grammars" / "mmnas.lark"
+GRAMMAR = Path(__file__).resolve().parent.parent / "grammars" / "mmnas.lark"
 
 # What a user should read instead of a terminal name in "expected ..." lists.
 _TOKEN_WORDS = {

@@ -5,7 +5,7 @@ Spans never take part in equality: two specs are equal when they say the same th
 which is what the parse/format round trip promises (`parse(format(s)) == s`).
 
 Typed, defaulted views of the option lists (`ModelSettings`, `WordsInput`, ...) live in
-`mmnasdsl.settings`; this module is only the shape of the text.
+`mmnasdsl.lang.settings`; this module is only the shape of the text.
 """
 
 from __future__ import annotations
@@ -307,7 +307,7 @@ class Spec(Node):
 
     def to_text(self, header: str | None = None) -> str:
         """The canonical text of this spec (`mmnasdsl.format.format_spec`), comments kept."""
-        from mmnasdsl.format import format_spec
+        from mmnasdsl.lang.format import format_spec
 
         return format_spec(self, header)
 

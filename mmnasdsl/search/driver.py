@@ -38,17 +38,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mmnasdsl import distributed, runs
-from mmnasdsl.backbone import Supernet, needs_relations
+from mmnasdsl.compile.network import Supernet, needs_relations
 from mmnasdsl.data import FeatureDataset, open_split
-from mmnasdsl.distributed import Dist
-from mmnasdsl.errors import UsageError
-from mmnasdsl.format import format_spec
-from mmnasdsl.progress import LogReporter, Reporter
+from mmnasdsl.lang.errors import UsageError
+from mmnasdsl.lang.format import format_spec
+from mmnasdsl.lang.settings import SearchSettings
+from mmnasdsl.lang.spec import Spec
 from mmnasdsl.search.base import SEARCHERS, Arch, Searcher, register_searcher
-from mmnasdsl.settings import SearchSettings
-from mmnasdsl.spec import Spec
-from mmnasdsl.train import (
+from mmnasdsl.train import distributed, runs
+from mmnasdsl.train.distributed import Dist
+from mmnasdsl.train.loop import (
     EPOCH_EVAL_IMAGES,
     TASK_METRIC,
     add_pair_weights,
@@ -67,6 +66,7 @@ from mmnasdsl.train import (
     w_optimizer,
     w_step,
 )
+from mmnasdsl.train.progress import LogReporter, Reporter
 
 log = logging.getLogger("mmnasdsl.search")
 

@@ -28,13 +28,13 @@ import networkx as nx
 import torch
 from torch import nn
 
-from mmnasdsl.backbone import RelationEmbedding, WordStem, make_stem, spec_inputs, task_name
-from mmnasdsl.build import scaled_settings
-from mmnasdsl.errors import Diagnostic, SpecError
+from mmnasdsl.compile.build import scaled_settings
+from mmnasdsl.compile.network import RelationEmbedding, WordStem, make_stem, spec_inputs, task_name
 from mmnasdsl.heads import get_head
+from mmnasdsl.lang.errors import Diagnostic, SpecError
+from mmnasdsl.lang.settings import InputSettings, ModelSettings, WordsInput, head_options
+from mmnasdsl.lang.spec import Block, Spec
 from mmnasdsl.ops import get_op
-from mmnasdsl.settings import InputSettings, ModelSettings, WordsInput, head_options
-from mmnasdsl.spec import Block, Spec
 
 DEFAULT_VOCAB = 20000  # word-embedding rows when the data is not known (VQA-v2 has ~20k)
 

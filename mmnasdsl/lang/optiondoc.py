@@ -9,8 +9,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from mmnasdsl.check import describe_type
-from mmnasdsl.settings import (
+from mmnasdsl.lang.check import describe_type
+from mmnasdsl.lang.settings import (
     DataSettings,
     ModelSettings,
     ObjectsInput,

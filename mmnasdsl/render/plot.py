@@ -30,8 +30,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from mmnasdsl.errors import DataError, MmnasError, UsageError
-from mmnasdsl.render import OP_COLOURS, op_colour, registered_ops, tint
+from mmnasdsl.lang.errors import DataError, MmnasError, UsageError
+from mmnasdsl.render.diagram import OP_COLOURS, op_colour, registered_ops, tint
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 

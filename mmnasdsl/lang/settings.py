@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mmnasdsl.spec import Arg, Call, Ident, ListValue, Mult, Option, Ratio, Spec, Value
+from mmnasdsl.lang.spec import Arg, Call, Ident, ListValue, Mult, Option, Ratio, Spec, Value
 
 
 class Settings(BaseModel):

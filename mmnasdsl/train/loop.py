@@ -26,19 +26,19 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from mmnasdsl import distributed, runs
-from mmnasdsl.backbone import Network, needs_relations
-from mmnasdsl.build import build_model
+from mmnasdsl.compile.build import build_model
+from mmnasdsl.compile.network import Network, needs_relations
 from mmnasdsl.data import FeatureDataset, collate, open_split
-from mmnasdsl.distributed import Dist
-from mmnasdsl.errors import UsageError
-from mmnasdsl.format import format_spec
-from mmnasdsl.metrics import grounding_report, retrieval_report, vqa_report
-from mmnasdsl.progress import LogReporter, Reporter
-from mmnasdsl.settings import TrainSettings, head_options, input_settings, words_stream
-from mmnasdsl.spec import Spec
+from mmnasdsl.heads._metrics import grounding_report, retrieval_report, vqa_report
+from mmnasdsl.lang.errors import UsageError
+from mmnasdsl.lang.format import format_spec
+from mmnasdsl.lang.settings import TrainSettings, head_options, input_settings, words_stream
+from mmnasdsl.lang.spec import Spec
+from mmnasdsl.train import distributed, runs
+from mmnasdsl.train.distributed import Dist
+from mmnasdsl.train.progress import LogReporter, Reporter
 
-log = logging.getLogger("mmnasdsl.train")
+log = logging.getLogger("mmnasdsl.train.loop")
 
 # The metric that picks best.pt and that the search reports on D_a (higher is better).
 TASK_METRIC = {"vqa": "accuracy", "itm": "rsum", "vg": "accuracy"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mmnasdsl.spec import NO_SPAN, Span
+from mmnasdsl.lang.spec import NO_SPAN, Span
 
 
 class MmnasError(Exception):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmnasdsl.backbone import Network, Supernet
-from mmnasdsl.errors import UsageError
-from mmnasdsl.settings import ModelSettings, model_settings
-from mmnasdsl.spec import Spec
+from mmnasdsl.compile.network import Network, Supernet
+from mmnasdsl.lang.errors import UsageError
+from mmnasdsl.lang.settings import ModelSettings, model_settings
+from mmnasdsl.lang.spec import Spec
 
 
 def scaled_settings(spec: Spec, d_model: int | None = None) -> ModelSettings:

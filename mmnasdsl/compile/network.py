@@ -43,10 +43,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mmnasdsl.geometry import relation_features
+from mmnasdsl.data.geometry import relation_features
 from mmnasdsl.heads import get_head
-from mmnasdsl.ops import BlockContext, get_op
-from mmnasdsl.settings import (
+from mmnasdsl.lang.settings import (
     InputSettings,
     ModelSettings,
     ObjectsInput,
@@ -56,7 +55,8 @@ from mmnasdsl.settings import (
     objects_stream,
     words_stream,
 )
-from mmnasdsl.spec import Block, InputDecl, Spec
+from mmnasdsl.lang.spec import Block, InputDecl, Spec
+from mmnasdsl.ops import BlockContext, get_op
 
 # ----------------------------------------------------------------------------- stems
 

@@ -21,8 +21,8 @@ import json
 import re
 from typing import Any
 
-from mmnasdsl.errors import MmnasError
-from mmnasdsl.spec import Spec
+from mmnasdsl.lang.errors import MmnasError
+from mmnasdsl.lang.spec import Spec
 
 # reference op-name stem (without the `_<head width>` suffix) -> registry name
 REFERENCE_OPS = {"self_att": "SA", "guided_att": "GA", "rel_self_att": "RSA", "feed_forward": "FFN"}
@@ -124,7 +124,7 @@ def arch_to_spec(
 
 def spec_to_arch(spec: Spec, epoch: int = 0) -> dict[str, Any]:
     """A concrete spec as the reference's JSON (`self_att_<head width>`, ...)."""
-    from mmnasdsl.settings import model_settings
+    from mmnasdsl.lang.settings import model_settings
 
     if not spec.is_concrete:
         searchable = [b for b in spec.blocks() if b.searchable]

@@ -2,7 +2,7 @@
 
 `check` collects every problem it finds and raises them together as one `SpecError`,
 sorted by position, so a user fixes a spec in one pass. Each problem points at the text
-that caused it and says what was expected. The option schemas of `mmnasdsl.settings`
+that caused it and says what was expected. The option schemas of `mmnasdsl.lang.settings`
 and of each head are the single source of what an option may be; this module only maps
 their validation errors back onto the spec's spans. Ops and heads come from their
 registries (imported lazily: they pull in torch).
@@ -16,9 +16,9 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from mmnasdsl.errors import Diagnostic, SpecError
-from mmnasdsl.registry import did_you_mean
-from mmnasdsl.settings import (
+from mmnasdsl.lang.errors import Diagnostic, SpecError
+from mmnasdsl.lang.registry import did_you_mean
+from mmnasdsl.lang.settings import (
     INPUT_KINDS,
     DataSettings,
     ModelSettings,
@@ -26,7 +26,7 @@ from mmnasdsl.settings import (
     TrainSettings,
     options_dict,
 )
-from mmnasdsl.spec import (
+from mmnasdsl.lang.spec import (
     Arg,
     Choice,
     DataDecl,

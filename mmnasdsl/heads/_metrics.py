@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from mmnasdsl.data.geometry import box_iou
 from mmnasdsl.data.text import normalize_answer  # the one copy of the official rule
-from mmnasdsl.geometry import box_iou
 
 ANSWER_TYPES = ("yes/no", "number", "other")  # batch `answer_type` 0, 1, 2
 __all__ = ["grounding_report", "normalize_answer", "retrieval_report", "vqa_accuracy", "vqa_report"]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmnasdsl.errors import UsageError
+from mmnasdsl.lang.errors import UsageError
 
 RUNS_ROOT = Path("runs")
 

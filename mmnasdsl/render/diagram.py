@@ -3,7 +3,7 @@
 Yu et al., "Deep Multimodal Neural Architecture Search" (ACM MM 2020), Figure 3 draws each
 searched network as two columns: the encoder over the words and the decoder over the
 objects, every block a box coloured by its op, the encoder's output feeding the decoder's
-GA blocks. `render` draws that from the supernet graph of `mmnasdsl.graph` (the same graph
+GA blocks. `render` draws that from the supernet graph of `mmnasdsl.compile.graph` (the same graph
 `info` reads), so the picture cannot disagree with what `build` and `search` compile:
 
 - one cluster per spec, titled with its `model NAME`, side by side;
@@ -31,8 +31,8 @@ from typing import Any, Protocol
 import graphviz
 import networkx as nx
 
-from mmnasdsl.errors import MmnasError, UsageError
-from mmnasdsl.spec import Ref, Repeat, compress
+from mmnasdsl.lang.errors import MmnasError, UsageError
+from mmnasdsl.lang.spec import Ref, Repeat, compress
 
 Theta = list[list[float]]  # one probability vector per block, in block order
 

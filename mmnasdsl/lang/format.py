@@ -21,7 +21,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from mmnasdsl.spec import (
+from mmnasdsl.lang.spec import (
     Arg,
     Call,
     Choice,
