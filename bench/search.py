@@ -31,9 +31,10 @@ import torch
 
 import mmnasdsl
 from mmnasdsl.compile.build import build_model
-from mmnasdsl.compile.network import Supernet
+from mmnasdsl.compile.supernet import Supernet
 from mmnasdsl.lang.settings import search_settings
-from mmnasdsl.search.driver import OneShotSearcher, split_rows
+from mmnasdsl.search import OneShotSearcher, space_of
+from mmnasdsl.search.driver import split_rows, theta_batch
 from mmnasdsl.train.loop import w_optimizer, w_step
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,16 +70,16 @@ def paper_batch(b: int, words: int, objects: int, dim: int, answers: int) -> dic
 
 def step_times(net: Supernet, batch: dict, settings, steps: int) -> tuple[float, float]:
     """(W step, θ step) median seconds on one batch."""
-    opt = w_optimizer(net.weight_parameters(), settings.lr)
-    searcher = OneShotSearcher(net, settings, seed=0)
+    opt = w_optimizer(list(net.parameters()), settings.lr)
+    searcher = OneShotSearcher(space_of(net.spec), settings, seed=0)
     gen = torch.Generator().manual_seed(0)
     net.train()
 
     def w() -> None:
-        net.set_arch(searcher.propose(gen, warmup=False))
+        net.set_routes(searcher.w_routes(gen, warmup=False))
         w_step(net, batch, opt, settings.clip)
 
-    return timed(w, steps), timed(lambda: searcher.learn(net, batch, gen), steps)
+    return timed(w, steps), timed(lambda: searcher.learn(theta_batch(net, batch), gen), steps)
 
 
 def paper_scale(steps: int) -> dict:
@@ -107,7 +108,7 @@ def shapes_scale(steps: int) -> dict:
 
     spec = mmnasdsl.load(ROOT / "specs/shapes-vqa.mmnas")
     s = search_settings(spec)
-    train = open_split(resolve(spec), "train", spec)
+    train = open_split(resolve(spec, "vqa"), "train", spec)
     d_m, d_a = split_rows(len(train), s.split, 0)
     torch.manual_seed(0)
     net = model_for(spec, train, s.d_model)
@@ -181,7 +182,7 @@ are pessimistic. Median of {args.steps} steps after one warm-up step.
   train questions, one CPU process (the reference used 4 GPUs).
 - A θ step runs two candidate paths forward (the idle one without autograd) and one
   backward, so it costs between one and two W steps, never all candidates' worth
-  (ProxylessNAS "two" estimator; mmnasdsl/backbone.py).
+  (ProxylessNAS "two" estimator; mmnasdsl/search/estimators.py).
 """
 
 

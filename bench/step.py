@@ -10,8 +10,8 @@ decoder blocks over {SA, RSA, GA, FFN}), batch 64, 14 words, 100 objects of 2048
 - W step: sample one op per block from softmax(α), forward, loss, backward, grad-norm clip
   1.0, Adam on the weights (Algorithm 1, line 4/7). Only the sampled path runs. Both Adams
   use `fused=True`: on CPU the per-parameter loop of the default Adam costs ~8x more.
-- θ step: `theta_step_mode` (ProxylessNAS "two"): forward of two candidates per block (one
-  without autograd), `theta_backward` through one (α gradients only), Adam on α.
+- θ step: `OneShotSearcher.learn` (ProxylessNAS "two"): forward of two candidates per block
+  (one without autograd), a backward through one for the α gradients only, Adam on α.
 - Peak: the best of several fp32 (N x N) @ (N x N) matmuls (N = 2048) at the same thread
   count, timed in the same process before each width and at the end; the highest is used.
 - Achieved GFLOP/s = FLOPs of the timed steps / their time. Step FLOPs = 3 x the forward
@@ -44,8 +44,11 @@ import torch
 
 from mmnasdsl.compile.build import build_model
 from mmnasdsl.compile.graph import build_graph
-from mmnasdsl.compile.network import Supernet
+from mmnasdsl.compile.supernet import Supernet
 from mmnasdsl.lang.parse import parse
+from mmnasdsl.lang.settings import SearchSettings
+from mmnasdsl.search import OneShotSearcher, Searcher, space_of
+from mmnasdsl.search.driver import theta_batch
 
 SPEC = """
 model vqa { d_model = 512 head_dim = 64 ffn = 4x dropout = 0.1 }
@@ -96,25 +99,21 @@ def timed(step: Callable[[], list[int]], n: int) -> tuple[list[float], list[list
     return times, archs
 
 
-def w_step(net: Supernet, opt: torch.optim.Optimizer, batch: dict, gen: torch.Generator):
+def w_step(net: Supernet, opt: torch.optim.Optimizer, searcher: Searcher, batch: dict, gen):
     def step() -> list[int]:
-        arch = net.sample_arch(gen)
+        net.set_routes(searcher.w_routes(gen, warmup=False))
         opt.zero_grad(set_to_none=True)
         net.loss(net(batch), batch).backward()
-        torch.nn.utils.clip_grad_norm_(net.weight_parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(list(net.parameters()), 1.0)
         opt.step()
-        return arch
+        return net.arch
 
     return step
 
 
-def theta_step(net: Supernet, opt: torch.optim.Optimizer, batch: dict, gen: torch.Generator):
+def theta_step(net: Supernet, opt: torch.optim.Optimizer, searcher: Searcher, batch: dict, gen):
     def step() -> list[int]:
-        opt.zero_grad(set_to_none=True)
-        with net.theta_step_mode(gen):
-            loss = net.loss(net(batch), batch)
-        net.theta_backward(loss)  # α gradients only
-        opt.step()
+        searcher.learn(theta_batch(net, batch), gen)  # α gradients only
         return net.arch  # the active candidate of each block
 
     return step
@@ -128,14 +127,11 @@ def bench_width(d: int, batch_size: int, steps: int) -> dict:
     graph = build_graph(spec, vocab_size=VOCAB, num_answers=ANSWERS, d_model=d)
     batch = make_batch(batch_size, gen)
     net.train()
-    w_opt = torch.optim.Adam(
-        net.weight_parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9, fused=True
-    )
-    t_opt = torch.optim.Adam(net.arch_parameters(), lr=0.1, betas=(0.0, 0.999), fused=True)
+    w_opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9, fused=True)
+    searcher = OneShotSearcher(space_of(spec), SearchSettings(), seed=0)
     out: dict = {"d_model": d, "heads": net.settings.n_heads, "batch": batch_size}
     for name, make in (("w_step", w_step), ("theta_step", theta_step)):
-        opt = w_opt if name == "w_step" else t_opt
-        step = make(net, opt, batch, gen)
+        step = make(net, w_opt, searcher, batch, gen)
         step()  # warm-up: allocator, Adam state
         times, archs = timed(step, steps)
         per_pass = 3  # W: fwd + 2 x bwd; θ: 2 forwards + bwd w.r.t. activations only

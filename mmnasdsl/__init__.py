@@ -1,18 +1,38 @@
 """mmnasdsl: declarative multimodal neural architecture search (Yu et al., MMnas, ACM MM 2020).
 
-`load(path)` / `loads(text)` parse and check a `.mmnas` spec and return a `Spec`; any
-problem raises `SpecError` carrying every error found.
+`load(path)` / `loads(text)` parse and check a `.mmnas` spec against the registered ops
+and heads (`catalog()`) and return a `Spec`; any problem raises `SpecError` carrying every
+error found. None of this imports torch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from mmnasdsl.lang.errors import DataError, MmnasError, SpecError, UsageError
+from mmnasdsl.lang.catalog import Catalog
+from mmnasdsl.lang.errors import DataError, Diagnostic, MmnasError, SpecError, UsageError
 from mmnasdsl.lang.spec import Spec
 
 __version__ = "0.1.0"
-__all__ = ["DataError", "MmnasError", "Spec", "SpecError", "UsageError", "load", "loads"]
+__all__ = [
+    "Catalog",
+    "DataError",
+    "MmnasError",
+    "Spec",
+    "SpecError",
+    "UsageError",
+    "catalog",
+    "diagnostics",
+    "load",
+    "loads",
+]
+
+
+def catalog() -> Catalog:
+    """The registered ops and heads (built-in and plug-ins): what a spec may name."""
+    from mmnasdsl.heads import catalog as registered
+
+    return registered()
 
 
 def loads(text: str, source: str = "<string>") -> Spec:
@@ -21,18 +41,26 @@ def loads(text: str, source: str = "<string>") -> Spec:
     from mmnasdsl.lang.parse import parse
 
     spec = parse(text, source)
-    check(spec, text)
+    check(spec, catalog(), text)
     return spec
 
 
 def load(path: str | Path) -> Spec:
     """Read, parse and check a `.mmnas` file. Raises SpecError, also for unreadable files."""
-    from mmnasdsl.lang.errors import Diagnostic
+    return loads(read_spec_text(path), str(path))
 
-    p = Path(path)
+
+def read_spec_text(path: str | Path) -> str:
+    """A spec file's text; SpecError naming the file when it cannot be read."""
     try:
-        text = p.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SpecError([Diagnostic(f"cannot read spec: {reason}")], source=str(path)) from None
-    return loads(text, str(path))
+
+
+def diagnostics(spec: Spec) -> list[Diagnostic]:
+    """Every problem of a parsed spec, by position; empty for a good spec."""
+    from mmnasdsl.lang.check import diagnostics as found
+
+    return found(spec, catalog())

@@ -1,4 +1,5 @@
-"""build_model: every shipped spec runs forward and backward at a small width; the Supernet API."""
+"""build_model: every shipped spec runs forward and backward at a small width; the Supernet's
+routes (one path, a weighted mixture, value-only legs)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import torch
 
 import mmnasdsl
 from mmnasdsl.compile.build import build_model, scaled_settings
-from mmnasdsl.compile.network import MixedBlock, Network, Supernet
+from mmnasdsl.compile.network import Network
+from mmnasdsl.compile.supernet import Leg, MixedBlock, Supernet
 from mmnasdsl.lang.parse import parse
 from mmnasdsl.lang.settings import ObjectsInput, WordsInput, input_settings
 from mmnasdsl.lang.spec import Spec
+from mmnasdsl.ops import BlockContext
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.mmnas"))
 VOCAB, ANSWERS = 30, 6
@@ -64,12 +67,12 @@ def test_shipped_spec_forward_backward(path: Path) -> None:
     loss = net.loss(net(batch), batch)
     loss.backward()
     assert torch.isfinite(loss)
-    if isinstance(net, Supernet):
+    if isinstance(net, Supernet):  # every candidate of every block, weighted
+        net.set_routes([tuple(Leg(k, 1.0 / n) for k in range(n)) for n in net.sizes])
         net.zero_grad()
-        with net.theta_step_mode(torch.Generator().manual_seed(1)):
-            net.loss(net(batch), batch).backward()
-        searchable = [b for b in net.mixed if len(b.names) > 1]
-        assert all(b.alpha.grad is not None for b in searchable)
+        net.loss(net(batch), batch).backward()
+        for block in net.mixed:
+            assert all(any(p.grad is not None for p in c.parameters()) for c in block.candidates)
     pred = net.predict(net(batch), batch)
     assert pred
 
@@ -82,23 +85,15 @@ def small_supernet() -> Supernet:
 
 def test_supernet_api() -> None:
     net = small_supernet()
-    assert [len(a) for a in net.arch_parameters()] == [2, 2, 4, 4, 4]
-    n_arch = sum(a.numel() for a in net.arch_parameters())
-    assert sum(p.numel() for p in net.weight_parameters()) + n_arch == sum(
-        p.numel() for p in net.parameters()
-    )
-    g = torch.Generator().manual_seed(3)
-    arch = net.sample_arch(g)
-    assert net.arch == arch
+    assert net.sizes == [2, 2, 4, 4, 4]
+    assert not any("alpha" in name for name, _ in net.named_parameters())  # α is the searcher's
     net.set_arch([1, 0, 2, 1, 3])
+    assert net.arch == [1, 0, 2, 1, 3]
     assert net.arch_names() == {"encoder": ["FFN", "SA"], "decoder": ["GA", "RSA", "FFN"]}
-    with torch.no_grad():
-        net.arch_parameters()[2][3] = 5.0
-    assert net.argmax_arch()[2] == 3
-    probs = net.probabilities()
-    assert len(probs) == 5 and all(abs(sum(p) - 1) < 1e-6 for p in probs)
     with pytest.raises(ValueError):
         net.set_arch([0, 0])
+    with pytest.raises(ValueError):
+        net.set_arch([0, 0, 0, 0, 4])
 
 
 def test_only_the_chosen_op_runs() -> None:
@@ -110,38 +105,28 @@ def test_only_the_chosen_op_runs() -> None:
         for i, op in enumerate(block.candidates):
             has_grad = any(p.grad is not None for p in op.parameters())
             assert has_grad == (i == chosen)
-    assert all(a.grad is None for a in net.arch_parameters())
 
 
-def test_theta_two_path_gradient_matches_formula() -> None:
-    """∂L/∂α_k = Σ_l <∂L/∂out, o_l> q_l (δ_kl - q_k) over the two sampled candidates."""
-    spec = parse(SMALL.replace("dec * 3", "dec"), "one")
-    net = build_model(spec, vocab_size=VOCAB).eval()
-    batch = random_batch(spec)
-    block = net.mixed[-1]
-    with torch.no_grad():
-        block.alpha.copy_(torch.tensor([0.3, -0.2, 0.1, 0.4]))
-    seen: dict[str, tuple] = {}
-    block.register_forward_hook(lambda m, args, out: seen.update(block=args))
-    net.head.register_forward_hook(lambda m, args, out: seen.update(head=args))
-    for b in net.mixed[:-1]:
-        b.alpha.requires_grad_(False)  # only the last block's α is checked
-    with net.theta_step_mode(torch.Generator().manual_seed(5)):
-        net.loss(net(batch), batch).backward()
-    pair = block.alpha.grad.nonzero().flatten().tolist()
-    assert len(pair) == 2 and abs(block.alpha.grad.sum()) < 1e-6
-    x, ctx = seen["block"]
-    x_text, x_mask, _, y_mask, _ = seen["head"]
-    outs = [block.candidates[i](x, ctx).detach() for i in pair]
-    y = outs[pair.index(block.chosen)].clone().requires_grad_(True)
-    loss = net.head.loss(net.head(x_text, x_mask, y, y_mask, batch), batch)
-    (grad_out,) = torch.autograd.grad(loss, y)
-    g = torch.stack([(grad_out * o).sum() for o in outs])  # ∂L/∂g_l
-    q = block.alpha.detach()[pair].softmax(-1)
-    want = torch.stack(
-        [sum(g[j] * q[j] * (float(k == j) - q[k]) for j in range(2)) for k in range(2)]
+def test_a_route_is_the_weighted_sum_of_its_legs() -> None:
+    """out = Σ w_k o_k; a value-only leg adds its value but no gradient to its op."""
+    net = small_supernet().eval()
+    block = net.mixed[2]
+    x = torch.randn(2, 6, 32)
+    ctx = BlockContext(
+        mask=torch.ones(2, 6, dtype=torch.bool),
+        guide=torch.randn(2, 5, 32),
+        relation=torch.rand(2, 6, 6, 64),
     )
-    assert torch.allclose(block.alpha.grad[pair], want, atol=1e-5)
+    w = torch.tensor([0.7, 0.3], requires_grad=True)
+    block.route = (Leg(0, w[0]), Leg(3, w[1], grad=False))
+    out = block(x, ctx)
+    want = 0.7 * block.candidates[0](x, ctx) + 0.3 * block.candidates[3](x, ctx)
+    assert torch.allclose(out, want, atol=1e-6)
+    out.sum().backward()
+    assert w.grad is not None and torch.all(w.grad != 0)
+    assert all(p.grad is None for p in block.candidates[3].parameters())
+    assert all(p.grad is not None for p in block.candidates[0].parameters())
+    assert block.chosen == 0
 
 
 def test_concrete_spec_builds_plain_network() -> None:
@@ -169,21 +154,3 @@ def test_glove_init_and_width_override() -> None:
     vqa = parse("model m { d_model = 512 head_dim = 64 }", "v")
     s = scaled_settings(vqa, 256)
     assert (s.n_heads, s.d_head, s.d_fused) == (4, 64, 512)
-
-
-def test_theta_backward_equals_backward_without_weight_grads() -> None:
-    spec = parse(SMALL, "s")
-    net = build_model(spec, vocab_size=VOCAB).eval()
-    batch = random_batch(spec)
-    grads = []
-    for use_helper in (False, True):
-        net.zero_grad(set_to_none=True)
-        with net.theta_step_mode(torch.Generator().manual_seed(3)):
-            loss = net.loss(net(batch), batch)
-        if use_helper:
-            net.theta_backward(loss)
-        else:
-            loss.backward()
-        grads.append([a.grad.clone() for a in net.arch_parameters()])
-    assert all(torch.allclose(a, b) for a, b in zip(*grads, strict=True))
-    assert all(p.grad is None for p in net.weight_parameters())

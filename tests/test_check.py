@@ -10,7 +10,7 @@ from test_format import specs
 
 import mmnasdsl
 import mmnasdsl.lang.check
-from mmnasdsl.lang.check import diagnostics
+from mmnasdsl import diagnostics
 from mmnasdsl.lang.errors import SpecError
 from mmnasdsl.lang.parse import parse
 
@@ -99,7 +99,7 @@ def test_nested_pools_expand_once_per_op():
 def test_check_without_text_still_locates():
     spec = parse("input t = words\nencoder t = SAA\nhead vqa", "x.mmnas")
     with pytest.raises(SpecError) as info:
-        mmnasdsl.lang.check.check(spec)
+        mmnasdsl.lang.check.check(spec, mmnasdsl.catalog())
     assert info.value.render().startswith("x.mmnas:2:13: error: unknown op or pool 'SAA'")
 
 

@@ -102,16 +102,18 @@ def test_import_vqa2_cli_with_skip(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MMNASDSL_DATA", str(tmp_path / "cache"))
     spec = parse(SPEC.format(task="itm", data="data shapes(scenes = 10, seed = 3)"), "s.mmnas")
-    folder = resolve(spec, None)
+    folder = resolve(spec, "itm", None)
     assert folder == tmp_path / "cache" / "shapes" / f"itm-10-3-v{WORLD_VERSION}"  # world-keyed
     assert sorted(p.name for p in folder.iterdir()) == ["test.h5", "train.h5", "val.h5"]
-    assert resolve(spec, str(tmp_path)) == tmp_path  # --data wins
+    assert resolve(spec, "itm", str(tmp_path)) == tmp_path  # --data wins
     with pytest.raises(DataError, match="no such data folder"):
-        resolve(spec, str(tmp_path / "missing"))
+        resolve(spec, "itm", str(tmp_path / "missing"))
+    with pytest.raises(DataError, match="shapes world has no 'foo' data"):
+        resolve(spec, "foo", None)
     assert open_split(folder, "val", spec).max_words == 16
     wide = parse(SPEC.replace("dim = 64", "dim = 2048").format(task="itm", data=""), "w.mmnas")
     with pytest.raises(DataError, match=r"64-d but w\.mmnas declares objects\(dim = 2048\)"):
         open_split(folder, "val", wide)
     h5 = parse(SPEC.format(task="vqa", data=f'data h5(root = "{tmp_path / "nope"}")'), "s.mmnas")
     with pytest.raises(DataError, match="nope"):
-        resolve(h5, None)
+        resolve(h5, "vqa", None)

@@ -13,6 +13,7 @@ from mmnasdsl.lang.errors import MmnasError
 from mmnasdsl.lang.format import format_spec
 
 ARCH = ROOT / "tests" / "data" / "arch-vqa-reference.json"
+OPS = list(mmnasdsl.catalog().ops)
 
 
 def _ops(spec, kind):
@@ -21,7 +22,7 @@ def _ops(spec, kind):
 
 def test_reference_file_becomes_the_searched_vqa_net():
     data = read_arch_json(ARCH.read_text(), str(ARCH))
-    spec = arch_to_spec(data, mmnasdsl.load(ROOT / "specs" / "vqa.mmnas"))
+    spec = arch_to_spec(data, mmnasdsl.load(ROOT / "specs" / "vqa.mmnas"), OPS)
     net = mmnasdsl.load(ROOT / "specs" / "mmnasnet-vqa.mmnas")
     assert spec.is_concrete
     for kind in ("encoder", "decoder"):
@@ -33,7 +34,7 @@ def test_spec_to_reference_json_and_back():
     net = mmnasdsl.load(ROOT / "specs" / "mmnasnet-vqa.mmnas")
     arch = spec_to_arch(net)
     assert arch == json.loads(ARCH.read_text())  # the reference's own op names
-    back = arch_to_spec(arch, mmnasdsl.load(ROOT / "specs" / "vqa.mmnas"))
+    back = arch_to_spec(arch, mmnasdsl.load(ROOT / "specs" / "vqa.mmnas"), OPS)
     assert _ops(back, "decoder") == _ops(net, "decoder")
 
 
@@ -43,9 +44,9 @@ def test_names_are_case_insensitive_and_epoch_defaults_to_last():
         "epoch7": {"enc": [["Ffn"]], "dec": [["rsa"]]},
     }
     space = mmnasdsl.load(ROOT / "specs" / "shapes-vqa.mmnas")
-    spec = arch_to_spec(data, space)
+    spec = arch_to_spec(data, space, OPS)
     assert (_ops(spec, "encoder"), _ops(spec, "decoder")) == (["FFN"], ["RSA"])
-    spec = arch_to_spec(data, space, epoch=0)
+    spec = arch_to_spec(data, space, OPS, epoch=0)
     assert (_ops(spec, "encoder"), _ops(spec, "decoder")) == (["SA"], ["GA"])
 
 
@@ -64,7 +65,7 @@ def test_names_are_case_insensitive_and_epoch_defaults_to_last():
 def test_bad_architectures_are_clear_errors(data, message):
     space = mmnasdsl.load(ROOT / "specs" / "shapes-vqa.mmnas")
     with pytest.raises(ConvertError, match=None) as info:
-        arch_to_spec(data, space, source="a.json")
+        arch_to_spec(data, space, OPS, source="a.json")
     assert message in str(info.value) and isinstance(info.value, MmnasError)
 
 
@@ -73,6 +74,7 @@ def test_missing_epoch_names_the_ones_present():
         arch_to_spec(
             {"epoch0": {}, "epoch2": {}},
             mmnasdsl.load(ROOT / "specs" / "shapes-vqa.mmnas"),
+            OPS,
             epoch=3,
         )
 

@@ -16,10 +16,10 @@ from _runkit import make_data, tiny_spec_text, write_spec
 
 import mmnasdsl
 from mmnasdsl.lang.settings import search_settings, train_settings
-from mmnasdsl.search import OneShotSearch, SearchJob
+from mmnasdsl.search import SearchDriver, SearchJob
 from mmnasdsl.train import distributed
-from mmnasdsl.train.loop import Trainer, TrainJob
 from mmnasdsl.train.progress import NullReporter
+from mmnasdsl.train.trainer import Trainer, TrainJob
 
 SEARCH = "warmup = 1  epochs = 1  update_ratio = 2  batch = 16  patience = 9"
 
@@ -51,12 +51,19 @@ def worker(rank: int, world: int, port: int, folder: str) -> None:
             reporter=NullReporter(),
             dist=dist,
         )
-        search = OneShotSearch(job)
-        propose, paths = search.searcher.propose, []
-        search.searcher.propose = lambda *a: paths.append(propose(*a)) or paths[-1]  # type: ignore[method-assign]
+        search = SearchDriver(job)
+        propose, paths = search.searcher.w_routes, []
+
+        def record(*args: object) -> object:
+            routes = propose(*args)
+            paths.append([leg.index for route in routes for leg in route])
+            return routes
+
+        search.searcher.w_routes = record  # type: ignore[method-assign]
         search.run()
+        alpha = {f"alpha.{k}": v for k, v in search.searcher.alpha.state_dict().items()}
         torch.save(
-            {**search.supernet.state_dict(), "paths": torch.tensor(paths)},
+            {**search.supernet.state_dict(), **alpha, "paths": torch.tensor(paths)},
             root / f"search-{rank}.pt",
         )
         spec = mmnasdsl.load(root / "train.mmnas")
@@ -91,6 +98,6 @@ def test_two_ranks_hold_equal_weights(tmp_path: Path) -> None:
             assert torch.equal(a[key], b[key]), f"{kind}: {key} differs between ranks"
     search0 = torch.load(tmp_path / "search-0.pt", weights_only=True)
     assert len(search0["paths"]) >= 2 and len({tuple(p) for p in search0["paths"].tolist()}) > 1
-    assert any(v.abs().sum() > 0 for k, v in search0.items() if k.endswith("alpha"))  # θ learnt
+    assert any(v.abs().sum() > 0 for k, v in search0.items() if k.startswith("alpha."))  # θ learnt
     assert (tmp_path / "search" / "arch.mmnas").is_file()  # rank 0 wrote the run files
     assert (tmp_path / "train" / "metrics.json").is_file()

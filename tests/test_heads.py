@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from mmnasdsl.data.geometry import decode_deltas, encode_deltas, relation_features
-from mmnasdsl.heads import HEADS, AttFlat, get_head
+from mmnasdsl.heads import HEADS, build_head, get_head, list_heads
+from mmnasdsl.heads._layers import AttFlat
 from mmnasdsl.lang.settings import ModelSettings
 
 S = ModelSettings(d_model=16, heads=2, dropout=0.0)
@@ -26,11 +27,35 @@ def test_registry_and_options() -> None:
         get_head("vqa").Options(answer=3)  # extra="forbid"
     for name in HEADS.names():
         assert get_head(name).requires == ("words", "objects")
+        assert get_head(name).data_kind == name
+
+
+@pytest.mark.parametrize("name", list_heads())
+def test_every_head_runs_and_its_loss_reads_only_its_batch_fields(name: str) -> None:
+    """Forward, loss and backward on a batch with the head's `batch_fields` (and masks)."""
+    task = get_head(name)({}, num_answers=7)
+    head = build_head(task, S)
+    x, y = torch.randn(2, 4, 16), torch.randn(2, 3, 16, requires_grad=True)
+    masks = {"objects_mask": torch.ones(2, 3, dtype=torch.bool)}
+    fields = {
+        "answer_scores": torch.rand(2, 7),
+        "label": torch.tensor([1.0, 0.0]),
+        "gt_box": torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]]),
+        "boxes": torch.tensor([[[0.0, 0, 10, 10], [0, 0, 5, 5], [9, 9, 30, 30]]] * 2),
+        "image_size": torch.tensor([[40.0, 40.0]] * 2),
+    }
+    batch = {**masks, **{k: fields[k] for k in task.batch_fields}}
+    out = head(x, torch.ones(2, 4, dtype=torch.bool), y, masks["objects_mask"], batch)
+    loss = task.loss(out, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and y.grad is not None
+    assert task.predict(out, batch)
+    assert task.metric and task.flops(S, 4, 3) > 0
 
 
 @pytest.mark.parametrize("name", ["vqa", "itm", "vg"])
 def test_head_forward_shapes(name: str) -> None:
-    head = get_head(name)(S, {}, num_answers=7)
+    head = build_head(get_head(name)({}, num_answers=7), S)
     x, y = torch.randn(2, 4, 16), torch.randn(2, 3, 16)
     out = head(x, torch.ones(2, 4, dtype=torch.bool), y, torch.ones(2, 3, dtype=torch.bool), {})
     shapes = {
@@ -42,7 +67,7 @@ def test_head_forward_shapes(name: str) -> None:
 
 
 def test_vqa_bce_sums_answers_and_averages_batch() -> None:
-    head = get_head("vqa")(S, {"answers": 2})
+    head = get_head("vqa")({"answers": 2})
     out = {"logits": torch.tensor([[0.0, 2.0], [1.0, -1.0]])}
     batch = {"answer_scores": torch.tensor([[1.0, 0.3], [0.0, 0.0]])}
     row0 = math.log(2) - (0.3 * math.log(sigmoid(2)) + 0.7 * math.log(1 - sigmoid(2)))
@@ -52,7 +77,7 @@ def test_vqa_bce_sums_answers_and_averages_batch() -> None:
 
 
 def test_vqa_ce_on_normalised_scores() -> None:
-    head = get_head("vqa")(S, {"answers": 3, "loss": "ce"})
+    head = get_head("vqa")({"answers": 3, "loss": "ce"})
     logits = torch.tensor([[1.0, 2.0, 3.0]])
     batch = {"answer_scores": torch.tensor([[0.0, 0.0, 1.0]])}
     want = -math.log(math.exp(3) / (math.exp(1) + math.exp(2) + math.exp(3)))
@@ -60,7 +85,7 @@ def test_vqa_ce_on_normalised_scores() -> None:
 
 
 def test_itm_weighted_bce() -> None:
-    head = get_head("itm")(S, {})
+    head = get_head("itm")({})
     out = {"logits": torch.tensor([0.5, -1.0, 2.0])}
     batch = {"label": torch.tensor([1.0, 0.0, 0.0]), "weight": torch.tensor([2.0, 1.0, 1.0])}
     terms = [-2 * math.log(sigmoid(0.5)), -math.log(1 - sigmoid(-1.0)), -math.log(1 - sigmoid(2.0))]
@@ -82,7 +107,7 @@ def vg_batch() -> dict[str, torch.Tensor]:
 
 
 def test_vg_loss_by_hand() -> None:
-    head = get_head("vg")(S, {"box_weight": 0.5})
+    head = get_head("vg")({"box_weight": 0.5})
     scores = torch.tensor([[1.0, 0.0, -1.0, -1e9]])
     out = {"scores": scores, "deltas": torch.zeros(1, 4, 4)}
     log_p = [1 - math.log(math.e + 1 + math.exp(-1)), -math.log(math.e + 1 + math.exp(-1))]
@@ -95,7 +120,7 @@ def test_vg_loss_by_hand() -> None:
 
 
 def test_vg_no_positive_gives_zero() -> None:
-    head = get_head("vg")(S, {"iou": 1.0})
+    head = get_head("vg")({"iou": 1.0})
     batch = vg_batch()
     batch["gt_box"] = torch.tensor([[100.0, 100, 110, 110]])
     out = {"scores": torch.zeros(1, 4), "deltas": torch.zeros(1, 4, 4)}
@@ -103,7 +128,7 @@ def test_vg_no_positive_gives_zero() -> None:
 
 
 def test_vg_predict_refines_and_clips() -> None:
-    head = get_head("vg")(S, {})
+    head = get_head("vg")({})
     batch = vg_batch()
     deltas = torch.zeros(1, 4, 4)
     deltas[0, 2] = torch.tensor([5.0, 0.0, 0.0, 0.0])  # move box 2 right by half its width

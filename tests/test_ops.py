@@ -1,8 +1,10 @@
-"""Ops: every registered op (shapes, backward, masks, FLOPs) and parity with the formulas."""
+"""Ops: every registered op (shapes, backward, masks, FLOPs) and parity with the formulas;
+the registry is torch-free."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,8 +16,8 @@ from mmnasdsl.compile.build import build_model
 from mmnasdsl.compile.network import Network
 from mmnasdsl.lang.parse import parse
 from mmnasdsl.lang.settings import ModelSettings
-from mmnasdsl.ops import OPS, BlockContext, Op, ReferenceLayerNorm, get_op, list_ops, register_op
-from mmnasdsl.ops.attention import MultiHeadAttention
+from mmnasdsl.ops import OPS, BlockContext, Op, build_op, get_op, list_ops, register_op
+from mmnasdsl.ops._layers import MultiHeadAttention, ReferenceLayerNorm
 
 S = ModelSettings(d_model=16, heads=2, dropout=0.0, relation_dim=8)
 B, N, M = 2, 5, 4
@@ -35,7 +37,7 @@ def context(seed: int = 0) -> BlockContext:
 
 @pytest.mark.parametrize("name", list_ops())
 def test_op_shape_and_backward(name: str) -> None:
-    op = get_op(name)(S)
+    op = build_op(name, S)
     x = torch.randn(B, N, 16, requires_grad=True)
     y = op(x, context())
     assert y.shape == (B, N, 16)
@@ -47,7 +49,7 @@ def test_op_shape_and_backward(name: str) -> None:
 @pytest.mark.parametrize("name", list_ops())
 def test_padding_changes_nothing(name: str) -> None:
     """Changing padded positions (own stream, guide, relations) leaves real outputs unchanged."""
-    op = get_op(name)(S).eval()
+    op = build_op(name, S).eval()
     x, ctx = torch.randn(B, N, 16), context()
     before = op(x, ctx)
     x2 = x.clone()
@@ -64,7 +66,7 @@ def test_padding_changes_nothing(name: str) -> None:
 @pytest.mark.parametrize("name", list_ops())
 def test_flops_match_counter(name: str) -> None:
     """The static FLOP count agrees with torch's counter (which may skip the fused attention)."""
-    op = get_op(name)(S).eval()
+    op = build_op(name, S).eval()
     ctx = BlockContext(
         mask=torch.ones(1, N, dtype=torch.bool),
         guide=torch.randn(1, M, 16),
@@ -73,7 +75,7 @@ def test_flops_match_counter(name: str) -> None:
     )
     with FlopCounterMode(display=False) as counter:
         op(torch.randn(1, N, 16), ctx)
-    counted, static = counter.get_total_flops(), op.flops(N, M, S)
+    counted, static = counter.get_total_flops(), get_op(name).flops(N, M, S)
     assert counted <= static <= counted + 2 * 2 * N * max(N, M) * 16
 
 
@@ -105,7 +107,7 @@ def test_attention_equals_formula() -> None:
 
 def test_rsa_equals_formula() -> None:
     """RSA = LayerNorm(x + MHA(x, x, x, log max(ReLU(W r), 1e-6)))."""
-    op = get_op("RSA")(S).eval()
+    op = build_op("RSA", S).eval()
     x, ctx = torch.randn(B, N, 16), context()
     bias = F.relu(op.rel(ctx.relation)).clamp(min=1e-6).log().permute(0, 3, 1, 2)
     want = op.norm(x + hand_attention(op.att, x, x, ctx.mask, bias))
@@ -115,7 +117,7 @@ def test_rsa_equals_formula() -> None:
 def rsa_bias(settings: ModelSettings, seed: int) -> torch.Tensor:
     """The per-head score bias log max(ReLU(W r), 1e-6) of a fresh RSA block."""
     torch.manual_seed(seed)
-    op = get_op("RSA")(settings)
+    op = build_op("RSA", settings)
     return F.relu(op.rel(context(seed).relation)).clamp(min=1e-6).log()
 
 
@@ -140,15 +142,24 @@ def test_reference_layernorm() -> None:
     x = torch.randn(3, 16)
     want = (x - x.mean(-1, keepdim=True)) / (x.std(-1, unbiased=True, keepdim=True) + 1e-6)
     assert torch.allclose(ReferenceLayerNorm(16)(x), want, atol=1e-6)
-    op = get_op("FFN")(S.model_copy(update={"norm": "reference"}))
+    op = build_op("FFN", S.model_copy(update={"norm": "reference"}))
     assert isinstance(op.norm, ReferenceLayerNorm)
 
 
 def test_registry_errors() -> None:
     with pytest.raises(ValueError, match="already registered"):
-        register_op("SA")(nn.Identity)
+        register_op("SA")(Op)
     with pytest.raises(KeyError, match="did you mean 'RSA'"):
         get_op("RSAA")
+
+
+class Scale(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * x
 
 
 TOY_SPEC = """
@@ -166,16 +177,19 @@ def test_toy_op_registers_and_runs() -> None:
 
     @register_op("Twice")
     class Twice(Op):
-        def __init__(self, settings: ModelSettings) -> None:
-            super().__init__(settings)
-            self.scale = nn.Parameter(torch.ones(()))
+        """2 * scale * x."""
 
-        def transform(self, x: torch.Tensor, ctx: BlockContext) -> torch.Tensor:
-            return 2 * self.scale * x
+        @staticmethod
+        def layers(s: ModelSettings) -> dict[str, nn.Module]:
+            return {"scale": Scale()}
+
+        @staticmethod
+        def transform(m: nn.Module, x: torch.Tensor, ctx: BlockContext) -> torch.Tensor:
+            return 2 * m.scale(x)
 
     try:
         net = build_model(parse(TOY_SPEC, "toy"), vocab_size=20)
-        assert isinstance(net, Network) and isinstance(net.blocks[1], Twice)
+        assert isinstance(net, Network) and net.blocks[1].op is Twice
         batch = {
             "words": torch.randint(1, 20, (2, 4)),
             "objects": torch.randn(2, 3, 12),
@@ -183,7 +197,19 @@ def test_toy_op_registers_and_runs() -> None:
             "answer_scores": torch.rand(2, 5),
         }
         net.loss(net(batch), batch).backward()
-        assert net.blocks[1].scale.grad is not None
+        assert net.blocks[1].scale.weight.grad is not None
     finally:
         OPS.unregister("Twice")
     assert "Twice" not in list_ops()
+
+
+def test_the_registries_load_without_torch() -> None:
+    """The language reads ops and heads without torch (what keeps `mmnasdsl check` fast)."""
+    import subprocess
+    import sys
+
+    code = "import sys, mmnasdsl; mmnasdsl.catalog(); import mmnasdsl.ops, mmnasdsl.heads; "
+    code += "mmnasdsl.load('specs/vqa.mmnas'); print('torch' in sys.modules)"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr

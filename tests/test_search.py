@@ -13,8 +13,8 @@ import mmnasdsl
 from mmnasdsl.lang.errors import UsageError
 from mmnasdsl.lang.settings import search_settings
 from mmnasdsl.search import (
-    OneShotSearch,
     OneShotSearcher,
+    SearchDriver,
     SearchJob,
     run_search,
     sample_architectures,
@@ -44,8 +44,8 @@ def job(tmp_path: Path, data: Path, search: str = "", **kw: object) -> SearchJob
 def test_search_writes_a_concrete_spec_and_history(tmp_path: Path, data: Path) -> None:
     j = job(tmp_path, data, "warmup = 1  epochs = 2  update_ratio = 2  batch = 16  theta_lr = 0.5")
     j.run_dir.mkdir()
-    search = OneShotSearch(j)
-    alpha0 = [a.detach().clone() for a in search.supernet.arch_parameters()]
+    search = SearchDriver(j)
+    alpha0 = [a.detach().clone() for a in search.searcher.alpha]
     history = search.run()
 
     arch = mmnasdsl.load(j.run_dir / "arch.mmnas")
@@ -67,18 +67,20 @@ def test_search_writes_a_concrete_spec_and_history(tmp_path: Path, data: Path) -
     }
     # θ moved in the search phase only, and α is what the checkpoint holds
     assert on_disk["epochs"][0]["theta"][0] == pytest.approx([0.5, 0.5])
-    alpha = search.supernet.arch_parameters()
+    alpha = list(search.searcher.alpha)
     assert any(not torch.allclose(a, b) for a, b in zip(alpha, alpha0, strict=True))
     ckpt = load_checkpoint(j.run_dir / "checkpoint.pt")
     assert ckpt["state"]["done"]
-    assert torch.equal(ckpt["model"]["blocks.2.alpha"], search.supernet.blocks[2].alpha.detach())
+    saved = ckpt["searcher_state"]["alpha"]["rows.2"]
+    assert torch.equal(saved, search.searcher.alpha.rows[2].detach())
+    assert not any("alpha" in key for key in ckpt["model"])  # α is the searcher's, not W
 
 
 def test_early_stop_when_argmax_is_stable(
     tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # θ frozen: the argmax cannot change, so the search stops after `patience` more epochs
-    monkeypatch.setattr(OneShotSearcher, "learn", lambda self, net, batch, gen: 0.0)
+    monkeypatch.setattr(OneShotSearcher, "learn", lambda self, batch, gen: 0.0)
     j = job(tmp_path, data, "warmup = 0  epochs = 10  update_ratio = 2  batch = 32  patience = 2")
     j.run_dir.mkdir()
     history = run_search(j)
@@ -118,7 +120,7 @@ def test_run_dir_rules(tmp_path: Path) -> None:
 def test_concrete_spec_is_refused(tmp_path: Path, data: Path) -> None:
     _, spec = write_spec(tmp_path, tiny_spec_text("vqa", searchable=False))
     with pytest.raises(UsageError, match="mmnasdsl train"):
-        OneShotSearch(
+        SearchDriver(
             SearchJob(
                 spec=spec,
                 data=data,

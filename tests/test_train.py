@@ -12,9 +12,10 @@ from _runkit import make_data, tiny_spec_text, write_spec
 from mmnasdsl.commands.run import train_cmd
 from mmnasdsl.lang.errors import UsageError
 from mmnasdsl.lang.settings import train_settings
-from mmnasdsl.train.loop import Trainer, TrainJob, evaluate_checkpoint, lr_factor
+from mmnasdsl.train.loop import NetRunner, lr_factor, model_for
 from mmnasdsl.train.progress import NullReporter
 from mmnasdsl.train.runs import load_checkpoint
+from mmnasdsl.train.trainer import Trainer, TrainJob, evaluate_checkpoint
 
 
 @pytest.mark.parametrize("task", ["vqa", "itm", "vg"])
@@ -84,29 +85,22 @@ def test_lr_schedule() -> None:
 
 def test_hard_negatives_never_match(tmp_path: Path) -> None:
     from mmnasdsl.data import open_split
-    from mmnasdsl.train.loop import MiningOptions, itm_triples, mine_hard_negatives, model_for
+    from mmnasdsl.heads.itm import itm_triples
 
     data = make_data(tmp_path / "data", "itm")
     _, spec = write_spec(tmp_path, tiny_spec_text("itm", searchable=False))
     train = open_split(data, "train", spec)
     net = model_for(spec, train)
     rows = list(range(len(train)))
-    neg = mine_hard_negatives(
-        net,
-        train,
-        rows,
-        MiningOptions(6, 2),
-        seed=0,
-        epoch=0,
-        device=torch.device("cpu"),
-        relations=True,
-    )
+    runner = NetRunner(net, torch.device("cpu"), relations=True)
+    neg = net.task.mine(runner, train, rows, seed=0, epoch=0)  # candidates 6, top_k 2
     cap_img = torch.as_tensor(train.caption_image)
     assert neg["captions"].shape == (train.n_images, 2) and neg["images"].shape == (len(rows), 2)
     assert (cap_img[neg["captions"]] != torch.arange(train.n_images)[:, None]).all()
     assert (neg["images"] != cap_img[:, None]).all()
     pairs = itm_triples(train, rows, neg, seed=0, epoch=0)
     assert len(pairs) == 3 * len(rows) and pairs.labels.tolist()[:3] == [1.0, 0.0, 0.0]
+    assert pairs.weights.tolist()[:3] == [2.0, 1.0, 1.0]  # the positive counts twice
     assert pairs.images[0] == pairs.images[1] == train.caption_image[0] != pairs.images[2]
 
 

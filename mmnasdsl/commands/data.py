@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from mmnasdsl.lang.errors import DataError, UsageError
 
@@ -58,10 +60,10 @@ def shapes(
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
 ) -> None:
     """Generate the built-in synthetic world for a task (deterministic for a seed)."""
-    from mmnasdsl.data.resolve import TASKS, generate_with_progress
+    from mmnasdsl.data.resolve import SHAPES_TASKS, generate_with_progress
 
-    if task not in TASKS:
-        raise UsageError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
+    if task not in SHAPES_TASKS:
+        raise UsageError(f"--task {task!r}: expected one of {', '.join(SHAPES_TASKS)}")
     generate_with_progress(task, out, scenes, seed)
     for split in ("train", "val", "test"):
         console.print(f"wrote {out / f'{split}.h5'}")
@@ -196,6 +198,8 @@ def _import(
 @data_app.command("info")
 def info(file: Annotated[Path, typer.Argument(help="a store (.h5)")]) -> None:
     """Counts, shapes, vocabulary sizes and the object-count histogram of a store."""
+    import numpy as np
+
     from mmnasdsl.data.store import iter_keys, open_store
 
     with open_store(file) as f:
@@ -211,6 +215,7 @@ def info(file: Annotated[Path, typer.Argument(help="a store (.h5)")]) -> None:
 
 def _summary_table(f: object, file: Path) -> Table:
     import h5py
+    import numpy as np
 
     assert isinstance(f, h5py.File)
     t = Table(title=str(file), show_header=False)
@@ -243,6 +248,8 @@ def _summary_table(f: object, file: Path) -> Table:
 
 
 def _histogram_table(counts: np.ndarray) -> Table:
+    import numpy as np
+
     t = Table(title="objects per image")
     t.add_column("objects", justify="right")
     t.add_column("images", justify="right")

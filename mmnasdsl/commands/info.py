@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mmnasdsl.compile.graph import DEFAULT_VOCAB, SupernetGraph, block_id, build_graph
+from mmnasdsl.lang.settings import DEFAULT_VOCAB
+
+if TYPE_CHECKING:  # torch loads when `info` runs, not when the CLI starts
+    from mmnasdsl.compile.graph import SupernetGraph
 
 
 def human(n: float) -> str:
@@ -28,6 +31,8 @@ def human(n: float) -> str:
 
 def summary(graph: SupernetGraph) -> dict[str, Any]:
     """Everything `info` shows, as plain JSON-able Python."""
+    from mmnasdsl.compile.graph import block_id
+
     arch = graph.largest_arch()
     params = graph.params(arch)
     params["supernet_total"] = graph.params()["total"]
@@ -47,7 +52,7 @@ def summary(graph: SupernetGraph) -> dict[str, Any]:
         )
     return {
         "spec": graph.spec.source,
-        "task": graph.task,
+        "task": graph.task_name,
         "concrete": graph.spec.is_concrete,
         "search_space_size": graph.search_space_size,
         "settings": {
@@ -129,6 +134,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Search-space size, parameters and FLOPs of a spec, per block and in total."""
         from mmnasdsl import load
+        from mmnasdsl.compile.graph import build_graph
 
         graph = build_graph(load(spec), vocab_size=vocab, num_answers=answers, d_model=d_model)
         data = summary(graph)

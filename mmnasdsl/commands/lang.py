@@ -14,21 +14,12 @@ from typing import Annotated
 
 import typer
 
-from mmnasdsl.lang.errors import Diagnostic, SpecError, UsageError
+from mmnasdsl.lang.errors import SpecError, UsageError
 from mmnasdsl.lang.spec import Spec
 
 SpecPaths = Annotated[
     list[Path], typer.Argument(help="spec files (.mmnas)", show_default=False, metavar="SPEC")
 ]
-
-
-def read_text(path: Path) -> str:
-    """A spec's text; SpecError naming the file when it cannot be read."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SpecError([Diagnostic(f"cannot read spec: {reason}")], source=str(path)) from None
 
 
 def size_formula(spec: Spec) -> str:
@@ -76,6 +67,7 @@ def fmt_cmd(
     check: Annotated[bool, typer.Option("--check", help="exit 1 if a file would change")] = False,
 ) -> None:
     """Print specs in canonical form (comments kept); `-w` rewrites, `--check` only tests."""
+    from mmnasdsl import read_spec_text
     from mmnasdsl.lang.format import format_spec
     from mmnasdsl.lang.parse import parse
 
@@ -83,7 +75,7 @@ def fmt_cmd(
         raise UsageError("--write and --check exclude each other")
     changed = 0
     for path in specs:
-        text = read_text(path)
+        text = read_spec_text(path)
         formatted = format_spec(parse(text, str(path)))
         if check or write:
             if formatted != text:
@@ -106,7 +98,7 @@ def ops_cmd() -> None:
 
     table = Table("op", "needs", "what it computes", box=None)
     for name in OPS.names():
-        cls = OPS.get(name)
+        cls = OPS[name]
         needs = ", ".join(getattr(cls, "needs", ())) or "-"
         doc = (cls.__doc__ or "").strip().splitlines()
         table.add_row(name, needs, doc[0] if doc else "")
@@ -154,7 +146,8 @@ def _json_to_spec_text(source: Path, space: Path | None, epoch: int | None) -> s
         raise ConvertError(f"{source}: cannot read: {exc}") from None
     data = read_arch_json(raw, str(source))
     key, _ = pick_epoch(data, epoch, str(source))
-    spec = arch_to_spec(data, mmnasdsl.load(space), epoch, str(source))
+    ops = list(mmnasdsl.catalog().ops)
+    spec = arch_to_spec(data, mmnasdsl.load(space), ops, epoch, str(source))
     header = f"converted from {source.name} ({key}) with the settings of {space}"
     text = format_spec(spec, header=header)
     mmnasdsl.loads(text, f"<{source.name} as spec>")  # the result must be a valid spec

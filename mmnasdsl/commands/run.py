@@ -15,16 +15,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 import typer
 
 from mmnasdsl.lang.errors import UsageError
 from mmnasdsl.lang.spec import Spec
-from mmnasdsl.train import distributed, runs
-from mmnasdsl.train.distributed import Dist
 from mmnasdsl.train.progress import LogReporter, NullReporter, Reporter, format_stats
+
+if TYPE_CHECKING:  # torch loads when a command runs, not when the CLI starts
+    import torch
+
+    from mmnasdsl.train.distributed import Dist
 
 log = logging.getLogger("mmnasdsl")
 
@@ -169,6 +171,10 @@ def default_threads() -> int:
 
 def start_processes(device: str, threads: int | None = None) -> tuple[torch.device, Dist]:
     """The device and, under torchrun (RANK / WORLD_SIZE set), the process group."""
+    import torch
+
+    from mmnasdsl.train import distributed
+
     torch.set_num_threads(threads or default_threads())
     if device not in ("cpu", "cuda", "auto"):
         raise UsageError(f"--device {device}: expected cpu, cuda or auto")
@@ -180,6 +186,8 @@ def start_processes(device: str, threads: int | None = None) -> tuple[torch.devi
 
 def run_dir_for(out: Path | None, spec_path: Path, resume: bool, marker: str, dist: Dist) -> Path:
     """Rank 0 picks (and checks) the run directory; every rank gets the same path."""
+    from mmnasdsl.train import distributed, runs
+
     path = (
         runs.prepare_run_dir(out, spec_path, resume=resume, marker=marker) if dist.is_main else None
     )
@@ -189,10 +197,14 @@ def run_dir_for(out: Path | None, spec_path: Path, resume: bool, marker: str, di
 def data_for(spec: Spec, data: str | None, dist: Dist) -> Path:
     """The data folder; rank 0 generates missing `shapes` data while the others wait."""
     from mmnasdsl.data import resolve
+    from mmnasdsl.heads import get_head
+    from mmnasdsl.train import distributed
+    from mmnasdsl.train.loop import require_head
 
-    folder = resolve(spec, data) if dist.is_main else None
+    kind = get_head(require_head(spec)).data_kind
+    folder = resolve(spec, kind, data) if dist.is_main else None
     distributed.barrier(dist)
-    return folder if folder is not None else resolve(spec, data)
+    return folder if folder is not None else resolve(spec, kind, data)
 
 
 @contextmanager
@@ -213,6 +225,8 @@ def run_session(
     Args:
         marker: the checkpoint a resumable run leaves (checkpoint.pt, last.pt).
     """
+    from mmnasdsl.train import distributed
+
     dev, dist = start_processes(device, threads)
     try:
         run_dir = run_dir_for(out, spec_path, resume, marker, dist)
@@ -255,7 +269,9 @@ def search_cmd(
     ] = None,
     patience: Annotated[int | None, typer.Option(help="early-stop patience (epochs)")] = None,
     d_model: Annotated[int | None, typer.Option("--d-model", help="width during search")] = None,
-    searcher: Annotated[str, typer.Option(help="oneshot (MMnas) or random")] = "oneshot",
+    searcher: Annotated[
+        str, typer.Option(help="oneshot (MMnas), darts (first-order DARTS) or random")
+    ] = "oneshot",
     checkpoint_every: CkptOpt = 50,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -324,7 +340,7 @@ def train_cmd(
 ) -> None:
     """Train a concrete spec from scratch; evaluates on val after every epoch."""
     from mmnasdsl.lang.settings import train_settings
-    from mmnasdsl.train.loop import Trainer, TrainJob
+    from mmnasdsl.train.trainer import Trainer, TrainJob
 
     spec = load_spec(spec_path)
     if not spec.is_concrete:
@@ -369,7 +385,9 @@ def eval_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Evaluate a trained checkpoint: VQA accuracy, ITM Recall@K, VG accuracy@0.5."""
-    from mmnasdsl.train.loop import evaluate_checkpoint
+    from mmnasdsl.train import runs
+    from mmnasdsl.train.distributed import Dist
+    from mmnasdsl.train.trainer import evaluate_checkpoint
 
     spec = load_spec(spec_path)
     if not checkpoint.is_file():

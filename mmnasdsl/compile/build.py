@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmnasdsl.compile.network import Network, Supernet
+from mmnasdsl.compile.network import Network
+from mmnasdsl.compile.supernet import Supernet
 from mmnasdsl.lang.errors import UsageError
 from mmnasdsl.lang.settings import ModelSettings, model_settings
 from mmnasdsl.lang.spec import Spec

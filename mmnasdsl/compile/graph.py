@@ -7,12 +7,13 @@ edges from the `relations` node to every block with a relation-needing candidate
 
 Sizes:
 - search-space size: the product of the candidates of every block (2^M·4^N in the paper).
-- parameters: each op class is instantiated once per settings on the `meta` device (no
-  memory) and counted, so a new op needs no hand-written count. `params(arch)` splits a
-  network into `embedding` (the input stems: word embedding + LSTM, object projection,
-  and the shared relation layer), `encoder`, `decoder` and `head`; `params()` (no arch) is
-  the whole supernet, every candidate plus the α logits, which is what
-  `sum(p.numel() for p in build_model(spec).parameters())` gives.
+- parameters: each op, stem and head is built once per settings on the `meta` device (no
+  memory, at any size) and counted, so a new op needs no hand-written count.
+  `params(arch)` splits a network into `embedding` (the input stems: word embedding +
+  LSTM, object projection, and the shared relation layer), `encoder`, `decoder` and
+  `head`; `params()` (no arch) is the whole supernet, every candidate, which is what
+  `sum(p.numel() for p in build_model(spec).parameters())` gives (the searcher's
+  architecture logits, one per candidate, are not the network's).
 - FLOPs: forward FLOPs per sample, 2 per multiply-add of every matmul (projections,
   QKᵀ, AV, FFN, LSTM, stems, head); softmax, LayerNorm, ReLU and dropout are left out
   (< 2% at the paper's sizes).
@@ -22,21 +23,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
 
 import networkx as nx
 import torch
 from torch import nn
 
 from mmnasdsl.compile.build import scaled_settings
-from mmnasdsl.compile.network import RelationEmbedding, WordStem, make_stem, spec_inputs, task_name
-from mmnasdsl.heads import get_head
-from mmnasdsl.lang.errors import Diagnostic, SpecError
-from mmnasdsl.lang.settings import InputSettings, ModelSettings, WordsInput, head_options
+from mmnasdsl.compile.network import RelationEmbedding, make_stem, make_task, spec_inputs
+from mmnasdsl.heads import Task, build_head
+from mmnasdsl.lang.settings import DEFAULT_VOCAB, InputSettings, ModelSettings, WordsInput
 from mmnasdsl.lang.spec import Block, Spec
-from mmnasdsl.ops import get_op
-
-DEFAULT_VOCAB = 20000  # word-embedding rows when the data is not known (VQA-v2 has ~20k)
+from mmnasdsl.ops import build_op, get_op
 
 
 def count(module: nn.Module) -> int:
@@ -44,10 +41,10 @@ def count(module: nn.Module) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def op_params(op_cls: type[nn.Module], settings: ModelSettings) -> int:
-    """Parameters of one op at these settings (instantiated once, on the meta device)."""
+def op_params(op: str, settings: ModelSettings) -> int:
+    """Parameters of one op's block at these settings (built once, on the meta device)."""
     with torch.device("meta"):
-        return count(op_cls(settings))
+        return count(build_op(op, settings))
 
 
 @functools.lru_cache(maxsize=64)
@@ -57,12 +54,14 @@ def stem_params(cfg: InputSettings, d: int, vocab_size: int) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def head_params(
-    head_cls: type[nn.Module], settings: ModelSettings, options: Any, num_answers: int | None
-) -> int:
-    sizes = {"num_answers": num_answers} if num_answers else {}
+def relation_params(relation_dim: int) -> int:
     with torch.device("meta"):
-        return count(head_cls(settings, options, **sizes))
+        return count(RelationEmbedding(relation_dim))
+
+
+def head_params(task: Task, settings: ModelSettings) -> int:
+    with torch.device("meta"):
+        return count(build_head(task, settings))
 
 
 def stem_flops(cfg: InputSettings, d: int, n: int) -> int:
@@ -89,12 +88,9 @@ class SupernetGraph:
         self.inputs = spec_inputs(spec)
         self.blocks: list[Block] = spec.blocks()
         self.search_space_size = spec.search_space_size()
-        self.task = task_name(spec)
-        self.head_cls = get_head(self.task)
-        self.head_options = self.head_cls.Options.model_validate(head_options(spec))
-        self.num_answers = num_answers
+        self.task = make_task(spec, num_answers)
+        self.task_name = spec.task
         self.g = self._graph()
-        check_acyclic(self)
 
     # -- the graph ----------------------------------------------------------------------
 
@@ -128,7 +124,7 @@ class SupernetGraph:
             g.add_edge(last.get(b.stream, f"input:{b.stream}"), node, kind="flow")
             last[b.stream] = node
         self._side_edges(g, last)
-        g.add_node("head", kind="head", label=self.task, params=self.head_params())
+        g.add_node("head", kind="head", label=self.task_name, params=self.head_params())
         for stream in self.head_streams():
             g.add_edge(last[stream], "head", kind="flow")
         return g
@@ -146,7 +142,7 @@ class SupernetGraph:
 
     def head_streams(self) -> list[str]:
         kinds = {cfg.kind: name for name, cfg in reversed(self.inputs.items())}
-        return [kinds[k] for k in self.head_cls.requires if k in kinds]
+        return [kinds[k] for k in self.task.requires if k in kinds]
 
     def relation_blocks(self, arch: Sequence[int] | None = None) -> bool:
         """Whether the network (of this arch, or the supernet) needs the shared relation layer."""
@@ -159,16 +155,16 @@ class SupernetGraph:
     # -- parameters ---------------------------------------------------------------------
 
     def block_params(self, block: Block) -> dict[str, int]:
-        return {op: op_params(get_op(op), self.settings) for op in block.choices}
+        return {op: op_params(op, self.settings) for op in block.choices}
 
     def head_params(self) -> int:
-        return head_params(self.head_cls, self.settings, self.head_options, self.num_answers)
+        return head_params(self.task, self.settings)
 
     def embedding_params(self, arch: Sequence[int] | None) -> int:
         d = self.settings.d_model
         n = sum(stem_params(cfg, d, self.vocab_size) for cfg in self.inputs.values())
         if self.relation_blocks(arch):
-            n += count(RelationEmbedding(self.settings.relation_dim))
+            n += relation_params(self.settings.relation_dim)
         return n
 
     def params(self, arch: Sequence[int] | None = None) -> dict[str, int]:
@@ -182,11 +178,10 @@ class SupernetGraph:
             "decoder": 0,
             "head": self.head_params(),
         }
-        searchable = not self.spec.is_concrete
         for i, b in enumerate(self.blocks):
             per_op = self.block_params(b)
             if arch is None:
-                out[b.stack] += sum(per_op.values()) + (len(b.choices) if searchable else 0)
+                out[b.stack] += sum(per_op.values())
             else:
                 out[b.stack] += per_op[b.choices[arch[i]]]
         out["total"] = sum(out.values())
@@ -237,33 +232,11 @@ class SupernetGraph:
             total += self.op_flops(b, b.choices[arch[i]], words, objects)
         n_w = max((n[k] for k, c in self.inputs.items() if c.kind == "words"), default=0)
         n_o = max((n[k] for k, c in self.inputs.items() if c.kind == "objects"), default=0)
-        sizes = {"num_answers": self.num_answers} if self.num_answers else {}
-        return total + int(self.head_cls.flops(self.settings, self.head_options, n_w, n_o, **sizes))
+        return total + int(self.task.flops(self.settings, n_w, n_o))
 
 
 def block_id(block: Block) -> str:
     return f"block:{block.stack}:{block.index}"
-
-
-def check_acyclic(graph: SupernetGraph) -> None:
-    """Raise SpecError when guide edges close a cycle (e.g. two streams guiding each other)."""
-    if nx.is_directed_acyclic_graph(graph.g):
-        return
-    cycle = nx.find_cycle(graph.g)
-    streams = {graph.g.nodes[v].get("stream") for _, v in cycle} - {None}
-    diags = [
-        Diagnostic(
-            f"the {s.kind} over '{s.stream}' is guided by '{s.guide}', which is "
-            "part of a guide cycle: a guide must be computed before the stack it "
-            "guides",
-            span=s.guide_span if s.guide_span.line else s.span,
-        )
-        for s in graph.spec.stacks
-        if s.stream in streams and s.guide
-    ]
-    raise SpecError(
-        diags or [Diagnostic("the supernet graph has a cycle")], source=graph.spec.source
-    )
 
 
 def build_graph(
@@ -273,7 +246,7 @@ def build_graph(
     num_answers: int | None = None,
     d_model: int | None = None,
 ) -> SupernetGraph:
-    """The supernet graph of a checked spec (raises SpecError on a guide cycle).
+    """The supernet graph of a checked spec.
 
     Args:
         spec: a checked spec.
@@ -284,4 +257,4 @@ def build_graph(
     return SupernetGraph(spec, vocab_size=vocab_size, num_answers=num_answers, d_model=d_model)
 
 
-__all__ = ["DEFAULT_VOCAB", "SupernetGraph", "WordStem", "build_graph", "op_params"]
+__all__ = ["DEFAULT_VOCAB", "SupernetGraph", "build_graph", "op_params"]

@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mmnasdsl.data.geometry import relation_features
-from mmnasdsl.data.store import ANSWER_TYPES, open_store
+from mmnasdsl.data.kinds import DataKind, get_kind
+from mmnasdsl.data.store import open_store
 from mmnasdsl.lang.errors import DataError
 
 CACHE_BYTES = 512 << 20  # features up to this size are read into memory once
@@ -57,7 +58,8 @@ class FeatureDataset(Dataset):
         self._raw_answers: np.ndarray | None = None
         with open_store(self.path) as f:
             self._read_common(f)
-            getattr(self, f"_read_{self.task}")(f)
+            self.kind: DataKind = get_kind(self.task, str(self.path))
+            self.__dict__.update(self.kind.read(f))
             n_feat = f["images/features"].size * 4
             self._features = (
                 f["images/features"][:]
@@ -81,22 +83,6 @@ class FeatureDataset(Dataset):
         self.text_ids = f["text/id"][:]
         self.vocab: list[str] = list(f["text/vocab"].asstr()[:])
         self.glove = f["text/glove"][:] if "text/glove" in f else None
-
-    def _read_vqa(self, f: h5py.File) -> None:
-        self.answers: list[str] = list(f["vqa/answers"].asstr()[:])
-        self.answer_types: list[str] = list(ANSWER_TYPES)
-        self.families: list[str] = list(f["vqa/family_names"].asstr()[:])
-        self.question_answer_type = f["vqa/answer_type"][:].astype(np.int64)
-        self.question_family = f["vqa/family"][:].astype(np.int64)
-        self.score_offsets = f["vqa/score_offsets"][:]
-        self.score_ids = f["vqa/score_ids"][:].astype(np.int64)
-        self.score_values = f["vqa/score_values"][:]
-
-    def _read_itm(self, f: h5py.File) -> None:
-        pass
-
-    def _read_vg(self, f: h5py.File) -> None:
-        self.gt_box = f["vg/gt_box"][:]
 
     # -- public views -----------------------------------------------------------------
 
@@ -129,10 +115,15 @@ class FeatureDataset(Dataset):
         return [a for a in self._raw_answers[i] if a]
 
     def pairs(
-        self, images: Sequence[int], captions: Sequence[int], labels: Sequence[float]
+        self,
+        images: Sequence[int],
+        captions: Sequence[int],
+        labels: Sequence[float],
+        weights: Sequence[float] | None = None,
     ) -> PairDataset:
-        """Explicit (image row, caption row, label) samples: ITM hard negatives, score matrix."""
-        return PairDataset(self, images, captions, labels)
+        """Explicit (image row, caption row, label[, loss weight]) samples: ITM hard
+        negatives, the score matrix."""
+        return PairDataset(self, images, captions, labels, weights)
 
     # -- items ----------------------------------------------------------------------------
 
@@ -162,21 +153,8 @@ class FeatureDataset(Dataset):
         return {"words": self.tokens[lo:hi]}
 
     def __getitem__(self, i: int) -> Item:
-        item = {**self.image_part(int(self.text_image[i])), **self.text_part(i), "index": i}
-        if self.task == "vqa":
-            lo, hi = self.score_offsets[i], self.score_offsets[i + 1]
-            item.update(
-                score_ids=self.score_ids[lo:hi],
-                score_values=self.score_values[lo:hi],
-                answer_type=self.question_answer_type[i],
-                family=self.question_family[i],
-                n_answers=len(self.answers),
-            )
-        elif self.task == "itm":
-            item.update(label=1.0, image_id=int(self.text_image[i]), caption_id=i)
-        else:
-            item.update(gt_box=self.gt_box[i])
-        return item
+        image = self.image_part(int(self.text_image[i]))
+        return {**image, **self.text_part(i), "index": i, **self.kind.item(self, i)}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -193,11 +171,13 @@ class PairDataset(Dataset):
         images: Sequence[int],
         captions: Sequence[int],
         labels: Sequence[float],
+        weights: Sequence[float] | None = None,
     ) -> None:
-        self.base = base
+        self.base, self.kind = base, base.kind
         self.images = np.asarray(images, dtype=np.int64)
         self.captions = np.asarray(captions, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.float32)
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         if not len(self.images) == len(self.captions) == len(self.labels):
             raise ValueError("pairs: images, captions and labels differ in length")
 
@@ -209,7 +189,7 @@ class PairDataset(Dataset):
 
     def __getitem__(self, k: int) -> Item:
         img, cap = int(self.images[k]), int(self.captions[k])
-        return {
+        item = {
             **self.base.image_part(img),
             **self.base.text_part(cap),
             "index": k,
@@ -217,13 +197,17 @@ class PairDataset(Dataset):
             "image_id": img,
             "caption_id": cap,
         }
+        if self.weights is not None:
+            item["weight"] = float(self.weights[k])
+        return item
 
 
 # ------------------------------------------------------------------------------- collate
 
 
-def collate(items: list[Item], relations: bool = True) -> dict[str, torch.Tensor]:
-    """Pad to the batch's longest sentence and largest object count; masks; R; labels."""
+def collate(items: list[Item], kind: DataKind, relations: bool = True) -> dict[str, torch.Tensor]:
+    """Pad to the batch's longest sentence and largest object count; masks; R; the kind's
+    label fields."""
     b = len(items)
     n_words = np.array([len(it["words"]) for it in items])
     n_obj = np.array([len(it["objects"]) for it in items])
@@ -246,32 +230,8 @@ def collate(items: list[Item], relations: bool = True) -> dict[str, torch.Tensor
     }
     if relations:
         batch["relations"] = relation_features(batch["boxes"])
-    batch.update(_labels(items))
+    batch.update(kind.collate(items))
     return batch
-
-
-def _labels(items: list[Item]) -> dict[str, torch.Tensor]:
-    first = items[0]
-    if "score_ids" in first:
-        scores = np.zeros((len(items), first["n_answers"]), np.float32)
-        rows = np.repeat(np.arange(len(items)), [len(it["score_ids"]) for it in items])
-        cols = np.concatenate([it["score_ids"] for it in items])
-        scores[rows, cols] = np.concatenate([it["score_values"] for it in items])
-        return {
-            "answer_scores": torch.from_numpy(scores),
-            "answer_type": torch.tensor([it["answer_type"] for it in items], dtype=torch.int64),
-            "family": torch.tensor([it["family"] for it in items], dtype=torch.int64),
-        }
-    if "label" in first:
-        return {
-            key: torch.tensor([it[key] for it in items], dtype=dtype)
-            for key, dtype in (
-                ("label", torch.float32),
-                ("image_id", torch.int64),
-                ("caption_id", torch.int64),
-            )
-        }
-    return {"gt_box": torch.from_numpy(np.stack([it["gt_box"] for it in items]).astype(np.float32))}
 
 
 # ------------------------------------------------------------------------------ batching
@@ -347,6 +307,6 @@ def make_loader(
         dataset,
         batch_sampler=plan,
         num_workers=num_workers,
-        collate_fn=partial(collate, relations=relations),
+        collate_fn=partial(collate, kind=dataset.kind, relations=relations),
         persistent_workers=num_workers > 0,
     )

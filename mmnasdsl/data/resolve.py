@@ -17,18 +17,7 @@ from mmnasdsl.lang.settings import data_settings, input_settings
 from mmnasdsl.lang.spec import Spec
 
 SPLIT_NAMES = ("train", "val", "test")
-TASKS = ("vqa", "itm", "vg")
-
-
-def spec_task(spec: Spec) -> str:
-    """The task named by the spec's head (`head vqa(...)` -> "vqa")."""
-    name = spec.head.call.name if spec.head else None
-    if name not in TASKS:
-        raise DataError(
-            f"{spec.source}: the head {name!r} names no data task "
-            f"(expected one of {', '.join(TASKS)})"
-        )
-    return name  # type: ignore[return-value]
+SHAPES_TASKS = ("vqa", "itm", "vg")  # the data kinds the built-in world generates
 
 
 def data_root() -> Path:
@@ -41,11 +30,12 @@ def shapes_folder(task: str, scenes: int, seed: int) -> Path:
     return data_root() / "shapes" / f"{task}-{scenes}-{seed}-v{WORLD_VERSION}"
 
 
-def resolve(spec: Spec, data: str | None = None) -> Path:
+def resolve(spec: Spec, kind: str, data: str | None = None) -> Path:
     """The folder with train.h5/val.h5/test.h5 for this spec; generates `shapes` when missing.
 
     Args:
-        spec: a checked spec; its head names the task, its `data` section the source.
+        spec: a checked spec; its `data` section names the source.
+        kind: the data kind of its task (`Task.data_kind`: "vqa", "itm", "vg").
         data: the `--data` flag, which wins over the spec.
     """
     if data is not None:
@@ -55,7 +45,12 @@ def resolve(spec: Spec, data: str | None = None) -> Path:
         if not settings.root:
             raise DataError(f'{spec.source}: data h5(...) needs root = "FOLDER"')
         return _existing(Path(settings.root), "data h5(root)")
-    task = spec_task(spec)
+    if kind not in SHAPES_TASKS:
+        raise DataError(
+            f"{spec.source}: the built-in shapes world has no {kind!r} data "
+            f"(it makes {', '.join(SHAPES_TASKS)}); give --data or data h5(root = ...)"
+        )
+    task = kind
     folder = shapes_folder(task, settings.scenes, settings.seed)
     if not all((folder / f"{s}.h5").is_file() for s in SPLIT_NAMES):
         generate_with_progress(task, folder, settings.scenes, settings.seed)

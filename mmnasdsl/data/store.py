@@ -1,5 +1,8 @@
 """The feature store: one HDF5 file per split (docs/data-format.md describes every field).
 
+The datasets every task shares are checked here; a task's own datasets by its data kind
+(`mmnasdsl.data.kinds`).
+
 Objects are variable in number, so features and boxes are stored concatenated without
 padding, with per-image offsets; text likewise (token ids + offsets). One text row is one
 sample (a VQA question, an ITM caption, a VG referring expression) and points at its image.
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +23,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+from mmnasdsl.data.kinds import get_kind, in_range, offsets_ok, same_len
 from mmnasdsl.lang.errors import DataError
 
 FORMAT_VERSION = 1
-TASKS = ("vqa", "itm", "vg")
-ANSWER_TYPES = ("yes/no", "number", "other")
 STR = h5py.string_dtype("utf-8")
 FULL_CHECK_BYTES = 256 << 20  # features up to this size are checked for NaN/inf on open
 
@@ -42,22 +44,6 @@ COMMON_KEYS: dict[str, tuple[int, tuple[int, ...] | None]] = {
     "text/id": (1, None),
     "text/vocab": (1, None),
 }
-TASK_KEYS: dict[str, dict[str, tuple[int, tuple[int, ...] | None]]] = {
-    "vqa": {
-        "vqa/answers": (1, None),
-        "vqa/raw_answers": (2, None),
-        "vqa/score_offsets": (1, None),
-        "vqa/score_ids": (1, None),
-        "vqa/score_values": (1, None),
-        "vqa/answer_type": (1, None),
-        "vqa/family": (1, None),
-        "vqa/family_names": (1, None),
-    },
-    "itm": {},
-    "vg": {"vg/gt_box": (2, (4,))},
-}
-
-
 # ----------------------------------------------------------------------------- writing
 
 
@@ -97,8 +83,7 @@ class StoreWriter:
         source: str = "",
         flush_rows: int = 65536,
     ) -> None:
-        if task not in TASKS:
-            raise DataError(f"{path}: unknown task {task!r} (expected one of {', '.join(TASKS)})")
+        get_kind(task, str(path))
         self.path = Path(path)
         self.task, self.dim, self.split, self.source = task, feature_dim, split, source
         self.flush_rows = flush_rows
@@ -270,13 +255,12 @@ def check_file(f: h5py.File, name: str, *, check_features: bool = True) -> None:
         raise DataError(f"{name}: not an mmnasdsl store (no format_version attribute)")
     if int(version) != FORMAT_VERSION:
         raise DataError(f"{name}: format_version {version}, this mmnasdsl reads {FORMAT_VERSION}")
-    task = _attr_str(f.attrs.get("task", ""))
-    if task not in TASKS:
-        raise DataError(f"{name}: task attribute {task!r} is not one of {', '.join(TASKS)}")
-    for key, (ndim, trailing) in {**COMMON_KEYS, **TASK_KEYS[task]}.items():
+    kind = get_kind(_attr_str(f.attrs.get("task", "")), name)
+    for key, (ndim, trailing) in {**COMMON_KEYS, **kind.keys}.items():
         _check_key(f, name, key, ndim, trailing)
-    _check_lengths(f, name, task)
-    _check_finite(f, name, check_features)
+    n_text = _check_lengths(f, name)
+    kind.check(f, name, n_text)
+    _check_finite(f, name, check_features, kind.finite_keys)
 
 
 def _attr_str(v: Any) -> str:
@@ -294,58 +278,23 @@ def _check_key(
         raise DataError(f"{name}: dataset '{key}' has shape {shape}, expected {want}")
 
 
-def _offsets_ok(f: h5py.File, name: str, key: str, total: int) -> np.ndarray:
-    off = f[key][:]
-    if len(off) == 0 or off[0] != 0 or off[-1] != total or (np.diff(off) < 0).any():
-        raise DataError(f"{name}: '{key}' must rise from 0 to {total} (the rows it indexes)")
-    return off
-
-
-def _same_len(f: h5py.File, name: str, keys: Sequence[str], n: int, what: str) -> None:
-    for key in keys:
-        if f[key].shape[0] != n:
-            raise DataError(f"{name}: '{key}' has {f[key].shape[0]} rows, expected {n} ({what})")
-
-
-def _check_lengths(f: h5py.File, name: str, task: str) -> None:
+def _check_lengths(f: h5py.File, name: str) -> int:
+    """Lengths and index ranges of the common datasets; returns the number of samples."""
     n_obj = f["images/features"].shape[0]
-    _same_len(f, name, ["images/boxes"], n_obj, "one per object")
-    n_img = len(_offsets_ok(f, name, "images/offsets", n_obj)) - 1
-    _same_len(f, name, ["images/size", "images/id"], n_img, "one per image")
-    n_text = len(_offsets_ok(f, name, "text/offsets", f["text/tokens"].shape[0])) - 1
-    _same_len(f, name, ["text/raw", "text/image", "text/id"], n_text, "one per sample")
-    _in_range(f, name, "text/image", n_img, "image rows")
-    _in_range(f, name, "text/tokens", f["text/vocab"].shape[0], "vocabulary ids")
-    if task == "vqa":
-        _same_len(
-            f,
-            name,
-            ["vqa/raw_answers", "vqa/answer_type", "vqa/family"],
-            n_text,
-            "one per question",
-        )
-        n_scores = f["vqa/score_ids"].shape[0]
-        _same_len(f, name, ["vqa/score_values"], n_scores, "one per scored answer")
-        if f["vqa/score_offsets"].shape[0] != n_text + 1:
-            raise DataError(f"{name}: 'vqa/score_offsets' needs {n_text + 1} rows")
-        _offsets_ok(f, name, "vqa/score_offsets", n_scores)
-        _in_range(f, name, "vqa/score_ids", f["vqa/answers"].shape[0], "answer ids")
-        _in_range(f, name, "vqa/answer_type", len(ANSWER_TYPES), "answer types", low=-1)
-    elif task == "vg":
-        _same_len(f, name, ["vg/gt_box"], n_text, "one per expression")
+    same_len(f, name, ["images/boxes"], n_obj, "one per object")
+    n_img = len(offsets_ok(f, name, "images/offsets", n_obj)) - 1
+    same_len(f, name, ["images/size", "images/id"], n_img, "one per image")
+    n_text = len(offsets_ok(f, name, "text/offsets", f["text/tokens"].shape[0])) - 1
+    same_len(f, name, ["text/raw", "text/image", "text/id"], n_text, "one per sample")
+    in_range(f, name, "text/image", n_img, "image rows")
+    in_range(f, name, "text/tokens", f["text/vocab"].shape[0], "vocabulary ids")
+    return n_text
 
 
-def _in_range(f: h5py.File, name: str, key: str, n: int, what: str, low: int = 0) -> None:
-    v = f[key][:]
-    bad = np.flatnonzero((v < low) | (v >= n))
-    if len(bad):
-        raise DataError(f"{name}: '{key}' row {bad[0]} holds {v[bad[0]]}, outside the {n} {what}")
-
-
-def _check_finite(f: h5py.File, name: str, features: bool) -> None:
-    keys = ["images/boxes", "images/size"] + [
-        k for k in ("vqa/score_values", "vg/gt_box", "text/glove") if k in f
-    ]
+def _check_finite(f: h5py.File, name: str, features: bool, kind_keys: tuple[str, ...]) -> None:
+    keys = ["images/boxes", "images/size", *kind_keys] + (
+        ["text/glove"] if "text/glove" in f else []
+    )
     for key in keys:
         bad = first_nonfinite(f[key])
         if bad is not None:

@@ -1,19 +1,52 @@
-"""Task-head registry: vqa, itm, vg (one module each); importing this package registers them.
+"""Heads: the task registry (vqa.py, itm.py, vg.py), one torch-free file per task.
 
-A head turns the final word stream x and object stream y into task outputs, a loss and
-predictions (docs/interfaces.md, "Registries"); `_common.py` holds the shared AttFlat
-reduction and fusion.
+A task owns its head network, loss, predictions, metric, evaluation and per-epoch training
+data (`_task.Task`); `_layers.py` holds the torch modules they share (AttFlat, fusion, the
+module a head runs in), `_metrics.py` the paper's metrics. Importing this package
+registers the three tasks without importing torch; plug-ins arrive through the
+entry-point group `mmnasdsl.heads`.
 """
 
-from mmnasdsl.heads import itm, vg, vqa  # noqa: F401  (registers the heads)
-from mmnasdsl.heads._common import (
+from mmnasdsl.heads import itm, vg, vqa  # noqa: F401  (registers the tasks)
+from mmnasdsl.heads._task import (
     HEADS,
-    AttFlat,
-    Fusion,
-    Head,
+    EpochData,
+    EpochRequest,
+    Runner,
+    Task,
     get_head,
     list_heads,
     register_head,
 )
+from mmnasdsl.lang.catalog import Catalog
 
-__all__ = ["HEADS", "AttFlat", "Fusion", "Head", "get_head", "list_heads", "register_head"]
+__all__ = [
+    "HEADS",
+    "EpochData",
+    "EpochRequest",
+    "Runner",
+    "Task",
+    "build_head",
+    "catalog",
+    "get_head",
+    "list_heads",
+    "register_head",
+]
+
+
+def build_head(task: Task, settings: object) -> object:
+    """The torch module of a task's head (`_layers.HeadModule`)."""
+    from mmnasdsl.heads._layers import HeadModule
+
+    return HeadModule(task, settings)
+
+
+def catalog() -> Catalog:
+    """The registered ops and heads: what the language checks a spec against.
+
+    It lives here because heads are the lowest stage that sees both registries; the
+    package facade re-exports it as `mmnasdsl.catalog()`.
+    """
+    from mmnasdsl.ops import OPS
+
+    return Catalog(ops=OPS, heads=HEADS)

@@ -16,6 +16,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from mmnasdsl.lang.catalog import Catalog
 from mmnasdsl.lang.errors import Diagnostic, SpecError
 from mmnasdsl.lang.registry import did_you_mean
 from mmnasdsl.lang.settings import (
@@ -52,19 +53,6 @@ MAX_BLOCKS = 4096
 SECTIONS: dict[str, type[BaseModel]] = {"search": SearchSettings, "train": TrainSettings}
 
 
-def _ops() -> dict[str, tuple[str, ...]]:
-    """Registered op name -> what it needs ("guide", "relations")."""
-    from mmnasdsl.ops import OPS
-
-    return {name: tuple(getattr(OPS.get(name), "needs", ())) for name in OPS.names()}
-
-
-def _heads() -> dict[str, Any]:
-    from mmnasdsl.heads import HEADS
-
-    return {name: HEADS.get(name) for name in HEADS.names()}
-
-
 def _a(word: str) -> str:
     return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
@@ -83,10 +71,11 @@ def _one_of(names: Iterable[str]) -> str:
 class Checker:
     """One pass over a spec, gathering diagnostics; `run` returns them by position."""
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, catalog: Catalog) -> None:
         self.spec = spec
-        self.ops = _ops()
-        self.heads = _heads()
+        self.catalog = catalog
+        self.ops = {name: tuple(getattr(catalog.ops[name], "needs", ())) for name in catalog.ops}
+        self.heads = dict(catalog.heads)
         self.diags: list[Diagnostic] = []
 
     def error(self, message: str, span: Span, hint: str | None = None) -> None:
@@ -680,21 +669,22 @@ def _pool_closure(name: str, pools: dict[str, PoolDecl]) -> set[str]:
     return out
 
 
-def check(spec: Spec, text: str | None = None) -> None:
+def check(spec: Spec, catalog: Catalog, text: str | None = None) -> None:
     """Check a parsed spec; raise one SpecError with every problem, sorted by position.
 
     Args:
-        spec: the parsed spec (`mmnasdsl.parse.parse`).
+        spec: the parsed spec (`mmnasdsl.lang.parse.parse`).
+        catalog: the ops and heads it may name (`mmnasdsl.catalog()`).
         text: its source text, to show the offending lines; optional.
 
     Raises:
         SpecError: when anything is wrong.
     """
-    diags = Checker(spec).run()
+    diags = Checker(spec, catalog).run()
     if diags:
         raise SpecError(diags, source=spec.source, text=text)
 
 
-def diagnostics(spec: Spec) -> list[Diagnostic]:
+def diagnostics(spec: Spec, catalog: Catalog) -> list[Diagnostic]:
     """Every problem of a spec, by position; empty for a good spec."""
-    return Checker(spec).run()
+    return Checker(spec, catalog).run()

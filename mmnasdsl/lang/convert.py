@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from mmnasdsl.lang.errors import MmnasError
+from mmnasdsl.lang.settings import model_settings
 from mmnasdsl.lang.spec import Spec
 
 # reference op-name stem (without the `_<head width>` suffix) -> registry name
@@ -98,18 +99,21 @@ def stack_ops(blocks: Any, where: str, ops: list[str]) -> list[str]:
 
 
 def arch_to_spec(
-    data: dict[str, Any], space: Spec, epoch: int | None = None, source: str = "<arch>"
+    data: dict[str, Any],
+    space: Spec,
+    ops: list[str],
+    epoch: int | None = None,
+    source: str = "<arch>",
 ) -> Spec:
-    """One epoch's architecture as a concrete spec with the settings of `space`."""
-    from mmnasdsl.ops import OPS
-
+    """One epoch's architecture as a concrete spec with the settings of `space`; `ops` are
+    the registered op names (matched case-insensitively)."""
     key, arch = pick_epoch(data, epoch, source)
     if not isinstance(arch, dict):
         raise ConvertError(f"{source}: {key} should be an object with 'enc' and 'dec'")
     unknown = sorted(set(arch) - set(STACK_KEYS))
     if unknown:
         raise ConvertError(f"{source}: {key} has unknown keys {unknown}; expected 'enc', 'dec'")
-    ops: dict[str, list[str]] = {}
+    picked: dict[str, list[str]] = {}
     for short, kind in STACK_KEYS.items():
         if short not in arch:
             continue
@@ -118,14 +122,12 @@ def arch_to_spec(
                 f"{source}: {key} has '{short}' blocks but the space spec "
                 f"{space.source} has no {kind} stack"
             )
-        ops[kind] = stack_ops(arch[short], f"{source}: {key}.{short}", OPS.names())
-    return space.replace_stacks(ops)
+        picked[kind] = stack_ops(arch[short], f"{source}: {key}.{short}", ops)
+    return space.replace_stacks(picked)
 
 
 def spec_to_arch(spec: Spec, epoch: int = 0) -> dict[str, Any]:
     """A concrete spec as the reference's JSON (`self_att_<head width>`, ...)."""
-    from mmnasdsl.lang.settings import model_settings
-
     if not spec.is_concrete:
         searchable = [b for b in spec.blocks() if b.searchable]
         first = searchable[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from mmnasdsl.lang.catalog import Catalog
 from mmnasdsl.lang.check import describe_type
 from mmnasdsl.lang.settings import (
     DataSettings,
@@ -71,16 +72,15 @@ def options_table(title: str, schema: type[BaseModel]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def sections() -> list[tuple[str, type[BaseModel]]]:
-    """Every option schema of the language, with the construct it belongs to."""
-    from mmnasdsl.heads import HEADS
-
+def sections(catalog: Catalog) -> list[tuple[str, type[BaseModel]]]:
+    """Every option schema of the language (heads: those of `catalog`), with its construct."""
+    heads = catalog.heads
     out: list[tuple[str, type[BaseModel]]] = [
         ("`model NAME { ... }`", ModelSettings),
         ("`input NAME = words(...)`", WordsInput),
         ("`input NAME = objects(...)`", ObjectsInput),
     ]
-    out += [(f"`head {name}(...)`", HEADS.get(name).Options) for name in sorted(HEADS.names())]
+    out += [(f"`head {name}(...)`", heads[name].Options) for name in sorted(heads)]
     out += [
         ("`data shapes(...)` and `data h5(...)`", DataSettings),
         ("`search { ... }`", SearchSettings),
@@ -89,6 +89,6 @@ def sections() -> list[tuple[str, type[BaseModel]]]:
     return out
 
 
-def options_markdown() -> str:
+def options_markdown(catalog: Catalog) -> str:
     """All option tables, in the order of the language reference."""
-    return "\n".join(options_table(title, schema) for title, schema in sections())
+    return "\n".join(options_table(title, schema) for title, schema in sections(catalog))

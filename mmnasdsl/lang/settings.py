@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mmnasdsl.lang.spec import Arg, Call, Ident, ListValue, Mult, Option, Ratio, Spec, Value
 
+DEFAULT_VOCAB = 20000  # word-embedding rows when the data is not known (VQA-v2 has ~20k)
+
 
 class Settings(BaseModel):
     """Base of the option schemas: frozen, and unknown keys are errors."""

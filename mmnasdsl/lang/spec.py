@@ -11,6 +11,7 @@ Typed, defaulted views of the option lists (`ModelSettings`, `WordsInput`, ...) 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -264,6 +265,12 @@ class Spec(Node):
         return next(self.of_type(HeadDecl), None)
 
     @property
+    def task(self) -> str | None:
+        """The task its head names (`head vqa(...)` -> "vqa"), or None without a head."""
+        head = self.head
+        return head.call.name if head is not None else None
+
+    @property
     def data(self) -> DataDecl | None:
         return next(self.of_type(DataDecl), None)
 
@@ -305,12 +312,6 @@ class Spec(Node):
             size *= len(block.choices)
         return size
 
-    def to_text(self, header: str | None = None) -> str:
-        """The canonical text of this spec (`mmnasdsl.format.format_spec`), comments kept."""
-        from mmnasdsl.lang.format import format_spec
-
-        return format_spec(self, header)
-
     def replace_stacks(self, ops: dict[str, list[str]]) -> Spec:
         """A copy whose stacks are the given op lists (by stack kind): the searcher's output.
 
@@ -326,6 +327,36 @@ class Spec(Node):
         first = min((s.span.line for s in self.statements if s.span.line), default=0)
         comments = tuple(c for c in self.comments if c.span.line >= first)
         return self.model_copy(update={"statements": tuple(stmts), "comments": comments})
+
+
+@dataclass(frozen=True)
+class StackRun:
+    """One stack as run: its stream, its guide stream, and its blocks' indices in block order."""
+
+    stream: str
+    guide: str | None
+    blocks: tuple[int, ...]
+
+
+def stack_order(spec: Spec) -> list[StackRun] | None:
+    """The stacks in an order that runs every stack over a guide stream before its users,
+    or None when the guides form a cycle (the checker reports it).
+
+    Stable: among ready stacks, spec order (encoders before decoders in the paper's specs).
+    """
+    runs, start = [], 0
+    for st in spec.stacks:
+        n = len(spec.blocks(st))
+        runs.append(StackRun(st.stream, st.guide, tuple(range(start, start + n))))
+        start += n
+    ordered: list[StackRun] = []
+    while runs:
+        ready = [r for r in runs if not any(o.stream == r.guide for o in runs if o is not r)]
+        if not ready:
+            return None
+        ordered.append(ready[0])
+        runs.remove(ready[0])
+    return ordered
 
 
 def _pool_members(name: str, pools: dict[str, PoolDecl], seen: frozenset[str]) -> tuple[str, ...]:

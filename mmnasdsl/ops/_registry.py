@@ -1,40 +1,73 @@
 """The op registry and the one interface every op shares (timm-style `@register_op`).
 
-An op is an `nn.Module` built from `ModelSettings` whose `forward(x, ctx)` maps a
-stream (B, n, d) to (B, n, d), residual and LayerNorm included. `needs` names the
-extra inputs it reads from the `BlockContext` ("guide", "relations"); the checker uses
-it to validate specs and the graph to draw guide/relation edges. `flops` gives the
-forward cost per sample for `mmnasdsl info`, the graph and the benchmark.
+An op is a torch-free descriptor class: the language reads its `needs` to check specs,
+`mmnasdsl info` its `flops`, and the compiler builds it into a block module
+(`mmnasdsl.ops.build_op`): the op's `layers(settings)` become the block's submodules, and
+the block computes the post-norm residual `LayerNorm(x + Dropout(transform(block, x, ctx)))`
+that every MMnas op shares (paper §3.1). Torch is imported inside `layers` only, so that
+importing the registry (what `mmnasdsl check` does) stays cheap.
 
-Adding an op is one decorated class, importable before the spec is built:
+`needs` names the extra inputs an op reads from the `BlockContext` ("guide", "relations");
+`flops(n, m, settings)` is the forward cost per sample for a block over n positions with a
+guide of m positions. Adding an op is one decorated class, importable before the spec is
+built, or a class named by an entry point of the group `mmnasdsl.ops`:
 
     @register_op("Conv")
     class Conv(Op):
-        def transform(self, x, ctx): ...
+        '''One line saying what it computes (shown by `mmnasdsl ops`).'''
+        @staticmethod
+        def layers(s):
+            from torch import nn
+            return {"conv": nn.Conv1d(s.d_model, s.d_model, 3, padding=1)}
+        @staticmethod
+        def transform(m, x, ctx):
+            return m.conv(x.transpose(1, 2)).transpose(1, 2)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
-
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mmnasdsl.lang.registry import Registry
 from mmnasdsl.lang.settings import ModelSettings
-from mmnasdsl.ops._norm import make_norm
 
-OPS: Registry[type[nn.Module]] = Registry("op")
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 
-def register_op(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+class Op:
+    """Base of the op descriptors; subclasses define `layers`, `transform` and `flops`."""
+
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    @staticmethod
+    def layers(s: ModelSettings) -> dict[str, nn.Module]:
+        """The op's own modules (the block adds the dropout and the norm)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def transform(m: Any, x: Tensor, ctx: BlockContext) -> Tensor:
+        """The op on a stream: m holds the modules of `layers`; (B, n, d) -> (B, n, d)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def flops(n: int, m: int, s: ModelSettings) -> int:
+        """Forward FLOPs (2 x multiply-adds of the matmuls) per sample; n own, m guide positions."""
+        return 0
+
+
+OPS: Registry[type[Op]] = Registry("op", group="mmnasdsl.ops")
+
+
+def register_op(name: str) -> Callable[[type[Op]], type[Op]]:
     """Class decorator: make an op usable by `name` in a spec. Raises on a duplicate."""
     return OPS.register(name)
 
 
-def get_op(name: str) -> type[nn.Module]:
-    """The op class registered as `name`; KeyError with a did-you-mean otherwise."""
+def get_op(name: str) -> type[Op]:
+    """The op registered as `name`; KeyError with a did-you-mean otherwise."""
     return OPS.get(name)
 
 
@@ -58,23 +91,8 @@ class BlockContext:
     relation: Tensor | None = None
 
 
-class Op(nn.Module):
-    """Base of the paper's ops: post-norm residual `LayerNorm(x + Dropout(transform(x)))`."""
+def build_op(name: str, settings: ModelSettings) -> nn.Module:
+    """The block module of op `name`: its layers inside the post-norm residual."""
+    from mmnasdsl.ops._layers import OpBlock
 
-    needs: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, settings: ModelSettings) -> None:
-        super().__init__()
-        self.drop = nn.Dropout(settings.dropout)
-        self.norm = make_norm(settings.d_model, settings.norm)
-
-    def forward(self, x: Tensor, ctx: BlockContext) -> Tensor:  # (B, n, d) -> (B, n, d)
-        return self.norm(x + self.drop(self.transform(x, ctx)))
-
-    def transform(self, x: Tensor, ctx: BlockContext) -> Tensor:
-        raise NotImplementedError
-
-    @staticmethod
-    def flops(n: int, m: int, settings: ModelSettings) -> int:
-        """Forward FLOPs (2 x multiply-adds of the matmuls) per sample; n own, m guide positions."""
-        return 0
+    return OpBlock(get_op(name), settings)

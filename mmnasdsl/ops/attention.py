@@ -1,58 +1,20 @@
 """Attention ops of MMnas (paper §3.1): SA, GA and RSA on one multi-head attention.
 
-All three compute softmax(QKᵀ/√d_h + M) V per head with torch's fused
-`scaled_dot_product_attention`, where M is a float additive mask: -1e9 on padded
-keys (the reference's masked_fill value; exact after softmax) plus, for RSA, the
-relation prior log(max(r, 1e-6)) with one bias map per head.
+Each is softmax(QKᵀ/√d_h + M) V per head (`_layers.MultiHeadAttention`), residual and
+LayerNorm around it; they differ in where keys and values come from and in the score bias.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Any
 
 from mmnasdsl.lang.settings import ModelSettings
 from mmnasdsl.ops._registry import BlockContext, Op, register_op
 
-MASKED = -1e9  # added to the scores of padded keys
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
 NEUTRAL_STD = 0.01  # RSA's relation weights at a neutral init: r = 1 + O(0.01) for every pair
-
-
-def attention_mask(key_mask: Tensor | None, bias: Tensor | None) -> Tensor | None:
-    """Float additive mask (B, h|1, n|1, m) from a key mask (B, m) and a score bias (B, h, n, m)."""
-    if key_mask is None:
-        return bias
-    pad = torch.zeros(key_mask.shape, dtype=torch.float32, device=key_mask.device)
-    pad = pad.masked_fill(~key_mask, MASKED)[:, None, None, :]  # (B, 1, 1, m)
-    return pad if bias is None else bias + pad
-
-
-class MultiHeadAttention(nn.Module):
-    """Q from x, K and V from y, h heads of width d_h, output projection (paper Eq. 2-3)."""
-
-    def __init__(self, settings: ModelSettings) -> None:
-        super().__init__()
-        d, bias = settings.d_model, settings.bias
-        self.n_heads, self.d_head = settings.n_heads, settings.d_head
-        self.q = nn.Linear(d, d, bias=bias)
-        self.k = nn.Linear(d, d, bias=bias)
-        self.v = nn.Linear(d, d, bias=bias)
-        self.o = nn.Linear(d, d, bias=bias)
-        self.p_drop = settings.dropout  # dropout on the attention map
-
-    def split(self, t: Tensor) -> Tensor:  # (B, n, d) -> (B, h, n, d_h)
-        return t.view(t.shape[0], t.shape[1], self.n_heads, self.d_head).transpose(1, 2)
-
-    def forward(
-        self, x: Tensor, y: Tensor, key_mask: Tensor | None = None, bias: Tensor | None = None
-    ) -> Tensor:
-        """x (B, n, d) queries; y (B, m, d) keys/values; key_mask (B, m); bias (B, h, n, m)."""
-        q, k, v = self.split(self.q(x)), self.split(self.k(y)), self.split(self.v(y))
-        mask = attention_mask(key_mask, bias)
-        p = self.p_drop if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, h, n, d_h)
-        return self.o(out.transpose(1, 2).reshape(x.shape))  # (B, n, d)
 
 
 def attention_flops(n: int, m: int, d: int) -> int:
@@ -60,20 +22,27 @@ def attention_flops(n: int, m: int, d: int) -> int:
     return 2 * (2 * n * d * d + 2 * m * d * d + 2 * n * m * d)
 
 
+def attention(s: ModelSettings) -> nn.Module:
+    from mmnasdsl.ops._layers import MultiHeadAttention
+
+    return MultiHeadAttention(s)
+
+
 @register_op("SA")
 class SelfAttention(Op):
     """SA(X) = MHA(X, X, X): each position attends to the real positions of its own stream."""
 
-    def __init__(self, settings: ModelSettings) -> None:
-        super().__init__(settings)
-        self.att = MultiHeadAttention(settings)
-
-    def transform(self, x: Tensor, ctx: BlockContext) -> Tensor:
-        return self.att(x, x, ctx.mask)
+    @staticmethod
+    def layers(s: ModelSettings) -> dict[str, nn.Module]:
+        return {"att": attention(s)}
 
     @staticmethod
-    def flops(n: int, m: int, settings: ModelSettings) -> int:
-        return attention_flops(n, n, settings.d_model)
+    def transform(m: Any, x: Tensor, ctx: BlockContext) -> Tensor:
+        return m.att(x, x, ctx.mask)
+
+    @staticmethod
+    def flops(n: int, m: int, s: ModelSettings) -> int:
+        return attention_flops(n, n, s.d_model)
 
 
 @register_op("GA")
@@ -82,18 +51,19 @@ class GuidedAttention(Op):
 
     needs = ("guide",)
 
-    def __init__(self, settings: ModelSettings) -> None:
-        super().__init__(settings)
-        self.att = MultiHeadAttention(settings)
-
-    def transform(self, x: Tensor, ctx: BlockContext) -> Tensor:
-        if ctx.guide is None:
-            raise ValueError("GA needs a guide stream: declare the stack with (guide = NAME)")
-        return self.att(x, ctx.guide, ctx.guide_mask)
+    @staticmethod
+    def layers(s: ModelSettings) -> dict[str, nn.Module]:
+        return {"att": attention(s)}
 
     @staticmethod
-    def flops(n: int, m: int, settings: ModelSettings) -> int:
-        return attention_flops(n, m, settings.d_model)
+    def transform(m: Any, x: Tensor, ctx: BlockContext) -> Tensor:
+        if ctx.guide is None:
+            raise ValueError("GA needs a guide stream: declare the stack with (guide = NAME)")
+        return m.att(x, ctx.guide, ctx.guide_mask)
+
+    @staticmethod
+    def flops(n: int, m: int, s: ModelSettings) -> int:
+        return attention_flops(n, m, s.d_model)
 
 
 @register_op("RSA")
@@ -113,22 +83,25 @@ class RelationSelfAttention(Op):
 
     needs = ("relations",)
 
-    def __init__(self, settings: ModelSettings) -> None:
-        super().__init__(settings)
-        self.att = MultiHeadAttention(settings)
-        self.rel = nn.Linear(settings.relation_dim, settings.n_heads)
-        if settings.relation_init == "neutral":
-            nn.init.normal_(self.rel.weight, 0.0, NEUTRAL_STD)
-            nn.init.ones_(self.rel.bias)
+    @staticmethod
+    def layers(s: ModelSettings) -> dict[str, nn.Module]:
+        from torch import nn
 
-    def transform(self, x: Tensor, ctx: BlockContext) -> Tensor:
-        if ctx.relation is None:
-            raise ValueError("RSA needs relation features: an objects input with relations = box4")
-        r = F.relu(self.rel(ctx.relation))  # (B, n, n, h)
-        bias = r.clamp(min=1e-6).log().permute(0, 3, 1, 2)  # (B, h, n, n)
-        return self.att(x, x, ctx.mask, bias)
+        rel = nn.Linear(s.relation_dim, s.n_heads)
+        if s.relation_init == "neutral":
+            nn.init.normal_(rel.weight, 0.0, NEUTRAL_STD)
+            nn.init.ones_(rel.bias)
+        return {"att": attention(s), "rel": rel}
 
     @staticmethod
-    def flops(n: int, m: int, settings: ModelSettings) -> int:
-        rel = 2 * n * n * settings.relation_dim * settings.n_heads
-        return attention_flops(n, n, settings.d_model) + rel
+    def transform(m: Any, x: Tensor, ctx: BlockContext) -> Tensor:
+        if ctx.relation is None:
+            raise ValueError("RSA needs relation features: an objects input with relations = box4")
+        r = m.rel(ctx.relation).relu()  # (B, n, n, h)
+        bias = r.clamp(min=1e-6).log().permute(0, 3, 1, 2)  # (B, h, n, n)
+        return m.att(x, x, ctx.mask, bias)
+
+    @staticmethod
+    def flops(n: int, m: int, s: ModelSettings) -> int:
+        rel = 2 * n * n * s.relation_dim * s.n_heads
+        return attention_flops(n, n, s.d_model) + rel

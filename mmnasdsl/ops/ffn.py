@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Any
 
 from mmnasdsl.lang.settings import ModelSettings
 from mmnasdsl.ops._registry import BlockContext, Op, register_op
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 
 @register_op("FFN")
 class FeedForward(Op):
     """Linear(d -> d_ffn), ReLU, Dropout, Linear(d_ffn -> d); no mixing across positions."""
 
-    def __init__(self, settings: ModelSettings) -> None:
-        super().__init__(settings)
-        d, h = settings.d_model, settings.d_ffn
-        self.fc1 = nn.Linear(d, h)
-        self.act = nn.ReLU()
-        self.inner_drop = nn.Dropout(settings.dropout)
-        self.fc2 = nn.Linear(h, d)
+    @staticmethod
+    def layers(s: ModelSettings) -> dict[str, nn.Module]:
+        from torch import nn
 
-    def transform(self, x: Tensor, ctx: BlockContext) -> Tensor:  # (B, n, d) -> (B, n, d)
-        return self.fc2(self.inner_drop(self.act(self.fc1(x))))
+        return {
+            "fc1": nn.Linear(s.d_model, s.d_ffn),
+            "act": nn.ReLU(),
+            "inner_drop": nn.Dropout(s.dropout),
+            "fc2": nn.Linear(s.d_ffn, s.d_model),
+        }
 
     @staticmethod
-    def flops(n: int, m: int, settings: ModelSettings) -> int:
-        return 2 * 2 * n * settings.d_model * settings.d_ffn
+    def transform(m: Any, x: Tensor, ctx: BlockContext) -> Tensor:  # (B, n, d) -> (B, n, d)
+        return m.fc2(m.inner_drop(m.act(m.fc1(x))))
+
+    @staticmethod
+    def flops(n: int, m: int, s: ModelSettings) -> int:
+        return 2 * 2 * n * s.d_model * s.d_ffn

@@ -1,25 +1,31 @@
-"""Architecture search: a small `Searcher` interface and its implementations.
+"""Search: spaces (the choice points of a spec), searchers that own them, and the driver.
 
-- `base.py`: `Searcher` (propose / candidate / feedback / best, optional `learn`) and the
-  `SEARCHERS` registry.
-- `oneshot.py`: MMnas Algorithm 1 (the default) and the driver every searcher runs under.
-- `random.py`: random search, the ablation's baseline.
+- `space.py`: `SearchSpace`, `space_of(spec)`; `estimators.py`: α and the routes it gives
+  (one path, ProxylessNAS two / full, DARTS mixture).
+- `base.py`: the `Searcher` interface and the `SEARCHERS` registry; `oneshot.py` (MMnas
+  Algorithm 1, the default), `darts.py` (first-order DARTS), `random.py` (the baseline).
+- `driver.py`: the search loop every searcher runs under (on `train.loop.Loop`).
 """
 
-from mmnasdsl.search import random  # noqa: F401  (registers "random")
-from mmnasdsl.search.base import SEARCHERS, Arch, Searcher, register_searcher
-from mmnasdsl.search.driver import OneShotSearch, OneShotSearcher, SearchJob, run_search
+from mmnasdsl.search import darts, oneshot, random  # noqa: F401  (registers the searchers)
+from mmnasdsl.search.base import SEARCHERS, Searcher, ThetaBatch, register_searcher
+from mmnasdsl.search.driver import SearchDriver, SearchJob, run_search
+from mmnasdsl.search.oneshot import OneShotSearcher
 from mmnasdsl.search.random import RandomSearcher, sample_architectures
+from mmnasdsl.search.space import Arch, SearchSpace, space_of
 
 __all__ = [
     "SEARCHERS",
     "Arch",
-    "OneShotSearch",
     "OneShotSearcher",
     "RandomSearcher",
+    "SearchDriver",
     "SearchJob",
+    "SearchSpace",
     "Searcher",
+    "ThetaBatch",
     "register_searcher",
     "run_search",
     "sample_architectures",
+    "space_of",
 ]

@@ -1,50 +1,68 @@
-"""The searcher interface: propose architectures, take feedback (PyGlove's shape).
+"""The searcher interface: propose how each step runs, learn, answer (PyGlove's shape).
 
-A search space is a supernet's block list (`spec.blocks()` order); an architecture is one
-candidate index per block. The driver (`mmnasdsl.search.oneshot.run_search`) trains the
-shared weights W on architectures the searcher proposes, asks it for a candidate at the
-end of every epoch, reports the candidate's metric on D_a back, and writes the searcher's
-`best()` as a concrete spec. A gradient-based searcher (MMnas) also learns from batches
-(`learn`); a black-box one (random search; an evolutionary one) learns from `feedback` only.
-BM-NAS, next, is another `Searcher` over another kind of space.
+A searcher owns what is searched about a `SearchSpace`: its architecture parameters (if
+any), how a W step runs (`w_routes`: one sampled path, a uniform one, a weighted mixture
+of all candidates), how it learns on a D_a batch (`learn`, for gradient searchers), what
+to score at the end of an epoch (`candidate`, with the score coming back through
+`feedback`), and its answer (`best`). The driver (`search.driver`) trains the supernet's
+shared weights W on the routes it is given and writes `best()` as a concrete spec; the
+searcher never sees the network, only routes and losses.
+
+Adding a searcher is one file with a class decorated `@register_searcher("name")`, or a
+class named by an entry point of the group `mmnasdsl.searchers`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from mmnasdsl.compile.network import Supernet
+from mmnasdsl.compile.supernet import Route
 from mmnasdsl.lang.registry import Registry
 from mmnasdsl.lang.settings import SearchSettings
+from mmnasdsl.search.estimators import uniform_path
+from mmnasdsl.search.space import Arch, SearchSpace
 
-Arch = list[int]
+
+@dataclass
+class ThetaBatch:
+    """A D_a batch as a searcher sees it: the loss of the network under given routes, and
+    how to average gradients over the processes of a distributed run."""
+
+    loss: Callable[[Sequence[Route]], Tensor]
+    reduce: Callable[[list[Tensor]], None] = field(default=lambda grads: None)
 
 
 class Searcher(ABC):
-    """Proposes the architecture of every W step and picks the result of a search."""
+    """Proposes the routes of every W step and picks the result of a search."""
 
     name: ClassVar[str] = ""
-    learns_from_batches: ClassVar[bool] = False  # True: `learn` runs every u W steps
+    learns: ClassVar[bool] = False  # True: `learn` runs every u W steps after warm-up
+    picks: ClassVar[str] = "best-scored"  # what `best` is, for the arch.mmnas header
 
-    def __init__(self, supernet: Supernet, settings: SearchSettings, seed: int) -> None:
-        self.supernet, self.settings, self.seed = supernet, settings, seed
-        self.sizes = [len(p) for p in supernet.probabilities()]
+    def __init__(self, space: SearchSpace, settings: SearchSettings, seed: int) -> None:
+        self.space, self.settings, self.seed = space, settings, seed
 
     def uniform(self, generator: torch.Generator) -> Arch:
-        """One op per block, uniformly (Algorithm 1's warm-up)."""
-        return [int(torch.randint(n, (1,), generator=generator)) for n in self.sizes]
+        """One candidate per point, uniformly."""
+        return [int(torch.randint(n, (1,), generator=generator)) for n in self.space.sizes]
+
+    def uniform_routes(self, generator: torch.Generator) -> list[Route]:
+        """Algorithm 1's warm-up: one uniformly drawn path."""
+        return [uniform_path(n, generator) for n in self.space.sizes]
 
     @abstractmethod
-    def propose(self, generator: torch.Generator, warmup: bool) -> Arch:
-        """The architecture of the next W step (uniform during warm-up)."""
+    def w_routes(self, generator: torch.Generator, warmup: bool) -> list[Route]:
+        """What the next W step computes, one route per choice point."""
 
     @abstractmethod
     def candidate(self, generator: torch.Generator) -> Arch:
-        """The architecture to evaluate on D_a at the end of an epoch."""
+        """The architecture to score on D_a at the end of an epoch."""
 
     def feedback(self, arch: Arch, reward: float) -> None:  # noqa: B027 (optional hook)
         """The candidate's D_a metric (higher is better)."""
@@ -53,9 +71,17 @@ class Searcher(ABC):
     def best(self) -> Arch:
         """The search's current answer, written as arch.mmnas."""
 
-    def learn(self, net: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> float:
+    def learn(self, batch: ThetaBatch, generator: torch.Generator) -> float:
         """One update of the searcher's own parameters on a D_a batch; returns the loss."""
         raise NotImplementedError
+
+    def probabilities(self) -> list[list[float]]:
+        """Per point, how likely each candidate is now (θ in history.json; uniform here)."""
+        return [[1.0 / n] * n for n in self.space.sizes]
+
+    def to(self, device: torch.device) -> Searcher:
+        """Move the searcher's parameters to `device`."""
+        return self
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -64,10 +90,10 @@ class Searcher(ABC):
         """Restore what `state_dict` returned (a resumed search)."""
 
 
-SEARCHERS: Registry[type[Searcher]] = Registry("searcher")
+SEARCHERS: Registry[type[Searcher]] = Registry("searcher", group="mmnasdsl.searchers")
 
 
-def register_searcher(name: str) -> Any:
+def register_searcher(name: str) -> Callable[[type[Searcher]], type[Searcher]]:
     """Class decorator: make a searcher selectable with `mmnasdsl search --searcher NAME`."""
 
     def deco(cls: type[Searcher]) -> type[Searcher]:

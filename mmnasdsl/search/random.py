@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 
-from mmnasdsl.search.base import Arch, Searcher, register_searcher
+from mmnasdsl.compile.supernet import Route
+from mmnasdsl.search.base import Searcher, register_searcher
+from mmnasdsl.search.space import Arch
 
 
 @register_searcher("random")
@@ -23,8 +25,8 @@ class RandomSearcher(Searcher):
         super().__init__(*args, **kwargs)
         self.scored: list[tuple[float, Arch]] = []
 
-    def propose(self, generator: torch.Generator, warmup: bool = True) -> Arch:
-        return self.uniform(generator)
+    def w_routes(self, generator: torch.Generator, warmup: bool = True) -> list[Route]:
+        return self.uniform_routes(generator)
 
     def candidate(self, generator: torch.Generator) -> Arch:
         return self.uniform(generator)
@@ -34,7 +36,7 @@ class RandomSearcher(Searcher):
 
     def best(self) -> Arch:
         if not self.scored:
-            return [0] * len(self.sizes)
+            return [0] * len(self.space.sizes)
         return max(self.scored, key=lambda s: s[0])[1]  # first of equals: earliest
 
     def state_dict(self) -> dict[str, Any]:

@@ -100,3 +100,12 @@ def broadcast_object(obj: Any, dist: Dist) -> Any:
     box = [obj]
     torch_dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def all_reduce_mean(tensors: list[torch.Tensor], dist: Dist) -> None:
+    """Average tensors in place over the ranks (θ gradients computed outside DDP)."""
+    if not dist.enabled:
+        return
+    for t in tensors:
+        torch_dist.all_reduce(t)
+        t.div_(dist.world)

@@ -25,7 +25,7 @@ from mmnasdsl.data.importers.common import (
     write_samples,
 )
 from mmnasdsl.data.importers.features import FeatureSource
-from mmnasdsl.data.store import ANSWER_TYPES
+from mmnasdsl.data.kinds import ANSWER_TYPES
 from mmnasdsl.data.text import build_vocab, normalize_answer, soft_scores, tokenize
 from mmnasdsl.lang.errors import DataError
 

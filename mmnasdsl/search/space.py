@@ -1,0 +1,58 @@
+"""Search spaces as values: the choice points of a spec and their candidates.
+
+A `SearchSpace` is what a searcher searches: its kind, and per choice point a name and the
+candidate names, in the one block order of the project (`spec.blocks()`). An
+architecture (`Arch`) is one candidate index per choice point. The space is built from a
+checked spec by its kind (`space_of`); the supernet that runs it is built separately
+(`mmnasdsl.compile`), so a searcher never sees a network, only routes (`compile.supernet`)
+and losses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mmnasdsl.lang.spec import Spec
+
+Arch = list[int]
+
+
+@dataclass(frozen=True)
+class ChoicePoint:
+    """One place where the architecture chooses: its name and its candidates."""
+
+    name: str
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The choice points of a spec, in block order."""
+
+    kind: str
+    points: tuple[ChoicePoint, ...]
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(p.candidates) for p in self.points]
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.sizes)
+
+    def names(self, arch: Sequence[int]) -> list[str]:
+        """The candidate chosen at each point."""
+        return [p.candidates[int(i)] for p, i in zip(self.points, arch, strict=True)]
+
+    def index(self, names: Sequence[str]) -> Arch:
+        """The architecture that picks these candidates (one name per point)."""
+        return [p.candidates.index(n) for p, n in zip(self.points, names, strict=True)]
+
+
+def space_of(spec: Spec) -> SearchSpace:
+    """The search space of an MMnas spec: one choice point per block (`encoder.3`, ...);
+    a block with one op is a point with one candidate, so rows line up with the blocks."""
+    points = tuple(ChoicePoint(f"{b.stack}.{b.index}", b.choices) for b in spec.blocks())
+    return SearchSpace("mmnas", points)
