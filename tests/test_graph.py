@@ -114,3 +114,55 @@ def test_paper_search_space() -> None:
     gr = build_graph(mmnasdsl.load(path))
     assert gr.search_space_size == 2**12 * 4**18
     assert 60e6 < gr.params(gr.largest_arch())["total"] < 90e6  # paper: up to 76M
+
+
+VARIANTS = [
+    {},
+    {"bias": True, "norm": "reference"},
+    {"d_model": 48, "heads": 3, "ffn": 2.5, "fused": 40, "relation_dim": 7},
+]
+
+
+@pytest.mark.parametrize("options", VARIANTS, ids=["default", "bias-refnorm", "odd-sizes"])
+def test_every_param_formula_counts_the_built_modules(options: dict) -> None:
+    """`info` counts from formulas (no torch); each agrees with the module it describes."""
+    from mmnasdsl.compile.graph import head_params, op_params, relation_params, stem_params
+    from mmnasdsl.compile.network import RelationEmbedding, make_stem
+    from mmnasdsl.heads import build_head, get_head, list_heads
+    from mmnasdsl.lang.settings import ModelSettings, ObjectsInput, WordsInput
+    from mmnasdsl.ops import build_op, list_ops
+
+    s = ModelSettings(**{"d_model": 32, "heads": 4, **options})
+
+    def count(m: torch.nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    for op in list_ops():
+        assert op_params(op, s) == count(build_op(op, s)), op
+    for name in list_heads():
+        task = get_head(name)({}, num_answers=11)
+        assert head_params(task, s) == count(build_head(task, s)), name
+    for cfg in (WordsInput(), WordsInput(lstm=False, embed=12), ObjectsInput(dim=20)):
+        assert stem_params(cfg, s.d_model, 50) == count(make_stem(cfg, s.d_model, 50)), cfg
+    assert relation_params(s.relation_dim) == count(RelationEmbedding(s.relation_dim))
+
+
+def test_info_needs_no_torch_and_no_memory_at_any_size(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    text = (
+        (ROOT / "specs" / "vqa.mmnas")
+        .read_text()
+        .replace("d_model = 512", "d_model = 512  relation_dim = 300000000")
+    )
+    (tmp_path / "big.mmnas").write_text(text)
+    code = (
+        "import sys, resource, mmnasdsl; from mmnasdsl.compile.graph import build_graph; "
+        f"g = build_graph(mmnasdsl.load({str(tmp_path / 'big.mmnas')!r})); "
+        "print(g.params()['total'], 'torch' in sys.modules, "
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    total, torch_loaded, rss_mb = out.stdout.split()
+    assert int(total) > 3e8 * 8 * 18 and torch_loaded == "False" and int(rss_mb) < 500, out

@@ -1,42 +1,32 @@
-"""Spec -> nn.Module: `build_model` picks a `Supernet` for a searchable spec, else a `Network`.
+"""Spec -> nn.Module, dispatched on the spec's space kind (`MODELS`).
 
-The `d_model` override (the search width; the reference searches at d = 256 and trains at
-512) keeps the spec's head width d_h fixed, so heads = d / d_h (8 at 512, 4 at 256 with
-d_h = 64, as REFERENCE.md). When d_h does not divide the new width (tiny test widths), the
-spec's head count is kept instead. An explicit `fused` width scales with d; the FFN
-multiple, dropout, norm, bias and relation width are unchanged.
+For `mmnas`, a `Supernet` for a searchable spec, else a `Network`; a width override
+(`d_model`, the search width) goes through `lang.settings.scaled_settings`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from torch import nn
 
 from mmnasdsl.compile.network import Network
 from mmnasdsl.compile.supernet import Supernet
-from mmnasdsl.lang.errors import UsageError
-from mmnasdsl.lang.settings import ModelSettings, model_settings
+from mmnasdsl.lang.registry import Registry
+from mmnasdsl.lang.settings import scaled_settings
 from mmnasdsl.lang.spec import Spec
 
-
-def scaled_settings(spec: Spec, d_model: int | None = None) -> ModelSettings:
-    """The spec's model settings, at width `d_model` when given (see the module docstring)."""
-    base = model_settings(spec)
-    if d_model is None or d_model == base.d_model:
-        return base
-    fused = None if base.fused is None else max(1, base.fused * d_model // base.d_model)
-    if d_model % base.d_head == 0:
-        heads = d_model // base.d_head
-    elif d_model % base.n_heads == 0:
-        heads = base.n_heads
-    else:
-        raise UsageError(
-            f"d_model = {d_model} is divisible by neither the head width "
-            f"{base.d_head} nor the head count {base.n_heads}"
-        )
-    return model_settings(spec, d_model=d_model, heads=heads, head_dim=None, fused=fused)
+MODELS: Registry[Callable[..., nn.Module]] = Registry("space kind")  # kind -> model builder
 
 
-def build_model(
+def build_model(spec: Spec, **sizes: Any) -> nn.Module:
+    """The model of a checked spec, by its kind's builder (`MODELS`)."""
+    return MODELS.get(spec.kind)(spec, **sizes)
+
+
+@MODELS.register("mmnas")
+def build_mmnas(
     spec: Spec,
     *,
     vocab_size: int,
@@ -44,7 +34,7 @@ def build_model(
     glove: Any = None,
     d_model: int | None = None,
 ) -> Network:
-    """Build the model of a (checked) spec.
+    """Build the model of a (checked) MMnas spec.
 
     Args:
         spec: a checked spec.

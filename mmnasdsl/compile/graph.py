@@ -7,11 +7,13 @@ edges from the `relations` node to every block with a relation-needing candidate
 
 Sizes:
 - search-space size: the product of the candidates of every block (2^M·4^N in the paper).
-- parameters: each op, stem and head is built once per settings on the `meta` device (no
-  memory, at any size) and counted, so a new op needs no hand-written count.
-  `params(arch)` splits a network into `embedding` (the input stems: word embedding +
-  LSTM, object projection, and the shared relation layer), `encoder`, `decoder` and
-  `head`; `params()` (no arch) is the whole supernet, every candidate, which is what
+- parameters: from the formulas of the ops (`Op.params`), the heads (`Task.params`) and the
+  stems here, so `info` needs no torch and allocates nothing at any size; an op or head
+  without a formula is built once on the `meta` device and counted (tests/test_graph.py
+  checks every formula against the built modules). `params(arch)` splits a network into
+  `embedding` (the input stems: word embedding + LSTM, object projection, and the shared
+  relation layer), `encoder`, `decoder` and `head`; `params()` (no arch) is the whole
+  supernet, every candidate, which is what
   `sum(p.numel() for p in build_model(spec).parameters())` gives (the searcher's
   architecture logits, one per candidate, are not the network's).
 - FLOPs: forward FLOPs per sample, 2 per multiply-add of every matmul (projections,
@@ -22,46 +24,60 @@ Sizes:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import networkx as nx
-import torch
-from torch import nn
 
-from mmnasdsl.compile.build import scaled_settings
-from mmnasdsl.compile.network import RelationEmbedding, make_stem, make_task, spec_inputs
-from mmnasdsl.heads import Task, build_head
-from mmnasdsl.lang.settings import DEFAULT_VOCAB, InputSettings, ModelSettings, WordsInput
+from mmnasdsl.heads import Task, build_head, make_task
+from mmnasdsl.lang.registry import Registry
+from mmnasdsl.lang.settings import (
+    DEFAULT_VOCAB,
+    InputSettings,
+    ModelSettings,
+    WordsInput,
+    scaled_settings,
+    spec_inputs,
+)
 from mmnasdsl.lang.spec import Block, Spec
 from mmnasdsl.ops import build_op, get_op
+from mmnasdsl.ops._registry import block_params as op_formula
+from mmnasdsl.ops._registry import linear_params
 
 
-def count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def meta_count(build: Any) -> int:
+    """Parameters of the module `build()` makes, built on the meta device (no memory)."""
+    import torch
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in build().parameters())
 
 
 @functools.lru_cache(maxsize=256)
 def op_params(op: str, settings: ModelSettings) -> int:
-    """Parameters of one op's block at these settings (built once, on the meta device)."""
-    with torch.device("meta"):
-        return count(build_op(op, settings))
+    """Parameters of one op's block at these settings."""
+    formula = op_formula(op, settings)
+    return formula if formula is not None else meta_count(lambda: build_op(op, settings))
 
 
-@functools.lru_cache(maxsize=64)
 def stem_params(cfg: InputSettings, d: int, vocab_size: int) -> int:
-    with torch.device("meta"):
-        return count(make_stem(cfg, d, vocab_size))
+    """Words: embedding, then a one-layer LSTM (two biases per gate) or a Linear; objects:
+    a Linear from the feature width."""
+    if isinstance(cfg, WordsInput):
+        e = cfg.embed.dim
+        body = 4 * (e * d + d * d + 2 * d) if cfg.lstm else linear_params(e, d)
+        return vocab_size * e + body
+    return linear_params(cfg.dim, d)
 
 
-@functools.lru_cache(maxsize=64)
 def relation_params(relation_dim: int) -> int:
-    with torch.device("meta"):
-        return count(RelationEmbedding(relation_dim))
+    """The shared first layer of RSA's relation MLP: Linear(4 -> relation_dim)."""
+    return linear_params(4, relation_dim)
 
 
 def head_params(task: Task, settings: ModelSettings) -> int:
-    with torch.device("meta"):
-        return count(build_head(task, settings))
+    formula = task.params(settings)
+    return formula if formula is not None else meta_count(lambda: build_head(task, settings))
 
 
 def stem_flops(cfg: InputSettings, d: int, n: int) -> int:
@@ -239,14 +255,23 @@ def block_id(block: Block) -> str:
     return f"block:{block.stack}:{block.index}"
 
 
-def build_graph(
+GRAPHS: Registry[Callable[..., Any]] = Registry("space kind")  # kind -> graph builder
+
+
+def build_graph(spec: Spec, **sizes: Any) -> Any:
+    """The supernet graph of a checked spec, by its kind's builder (`GRAPHS`)."""
+    return GRAPHS.get(spec.kind)(spec, **sizes)
+
+
+@GRAPHS.register("mmnas")
+def build_mmnas_graph(
     spec: Spec,
     *,
     vocab_size: int = DEFAULT_VOCAB,
     num_answers: int | None = None,
     d_model: int | None = None,
 ) -> SupernetGraph:
-    """The supernet graph of a checked spec.
+    """The supernet graph of a checked MMnas spec.
 
     Args:
         spec: a checked spec.

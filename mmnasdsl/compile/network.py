@@ -20,18 +20,17 @@ import torch
 from torch import Tensor, nn
 
 from mmnasdsl.data.geometry import relation_features
-from mmnasdsl.heads import Task, build_head, catalog, get_head
+from mmnasdsl.heads import build_head, catalog, make_task
 from mmnasdsl.lang.settings import (
     InputSettings,
     ModelSettings,
     ObjectsInput,
     WordsInput,
-    head_options,
-    input_settings,
     objects_stream,
+    spec_inputs,
     words_stream,
 )
-from mmnasdsl.lang.spec import Block, InputDecl, Spec, stack_order
+from mmnasdsl.lang.spec import Block, Spec, stack_order
 from mmnasdsl.ops import BlockContext, build_op
 
 # ----------------------------------------------------------------------------- stems
@@ -110,22 +109,9 @@ def make_stem(cfg: InputSettings, d: int, vocab_size: int, glove: Any = None) ->
 # ---------------------------------------------------------------------------- the network
 
 
-def spec_inputs(spec: Spec) -> dict[str, InputSettings]:
-    """Input name -> typed settings, in source order."""
-    names = dict.fromkeys(d.name for d in spec.of_type(InputDecl))
-    return {name: input_settings(spec, name) for name in names}
-
-
 def needs_relations(spec: Spec) -> bool:
     """Whether any block may run an op that reads the relation features (RSA)."""
     return "relations" in catalog().spec_needs(spec)
-
-
-def make_task(spec: Spec, num_answers: int | None = None) -> Task:
-    """The task of the spec's head, with its options and the data's sizes."""
-    if spec.task is None:
-        raise ValueError("the spec has no head")
-    return get_head(spec.task)(head_options(spec), num_answers=num_answers)
 
 
 class Network(nn.Module):

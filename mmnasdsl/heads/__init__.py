@@ -19,6 +19,8 @@ from mmnasdsl.heads._task import (
     register_head,
 )
 from mmnasdsl.lang.catalog import Catalog
+from mmnasdsl.lang.settings import head_options
+from mmnasdsl.lang.spec import Spec
 
 __all__ = [
     "HEADS",
@@ -30,8 +32,16 @@ __all__ = [
     "catalog",
     "get_head",
     "list_heads",
+    "make_task",
     "register_head",
 ]
+
+
+def make_task(spec: Spec, num_answers: int | None = None) -> Task:
+    """The task of a spec's head, with its options and the data's sizes."""
+    if spec.task is None:
+        raise ValueError("the spec has no head")
+    return get_head(spec.task)(head_options(spec), num_answers=num_answers)
 
 
 def build_head(task: Task, settings: object) -> object:

@@ -114,6 +114,11 @@ class Task:
         """Forward FLOPs per sample (2 x multiply-adds of the matmuls)."""
         return 0
 
+    def params(self, s: ModelSettings) -> int | None:
+        """Parameters of the head's layers, or None to have them counted on a meta-device
+        build. A formula keeps `info` free of torch."""
+        return None
+
     # -- data -------------------------------------------------------------------------------
 
     def epoch_data(self, request: EpochRequest) -> EpochData:
@@ -144,6 +149,17 @@ class Task:
 
 
 FLAT_HIDDEN = 512  # the reference's AttFlat MLP width, independent of d
+
+
+def attflat_params(s: ModelSettings) -> int:
+    """AttFlat: MLP d -> 512 -> 1 and the projection d -> d_z."""
+    d = s.d_model
+    return d * FLAT_HIDDEN + FLAT_HIDDEN + FLAT_HIDDEN + 1 + d * s.d_fused + s.d_fused
+
+
+def fusion_params(s: ModelSettings) -> int:
+    """Two AttFlats and the LayerNorm of width d_z."""
+    return 2 * attflat_params(s) + 2 * s.d_fused
 
 
 def attflat_flops(n: int, s: ModelSettings) -> int:

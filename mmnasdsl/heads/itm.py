@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmnasdsl.heads._task import (
@@ -33,11 +32,13 @@ from mmnasdsl.heads._task import (
     Runner,
     Task,
     fusion_flops,
+    fusion_params,
     register_head,
 )
 from mmnasdsl.lang.settings import ModelSettings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and torch load when a task runs, not when a spec is checked
+    import numpy as np
     from torch import Tensor, nn
 
     from mmnasdsl.data import FeatureDataset
@@ -86,6 +87,9 @@ class ITM(Task):
     def predict(self, out: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
         return {"score": out["logits"].sigmoid()}  # (B,)
 
+    def params(self, s: ModelSettings) -> int:
+        return fusion_params(s) + s.d_fused + 1
+
     def flops(self, s: ModelSettings, words: int, objects: int) -> int:
         return fusion_flops(words, objects, s) + 2 * s.d_fused
 
@@ -114,6 +118,7 @@ class ITM(Task):
         Returns {"captions": (n_images_in_dataset, k) caption rows (-1 where unused),
                  "images": (n_captions_in_dataset, k) image rows (-1 where unused)}.
         """
+        import numpy as np
         import torch
 
         n, k = self.options.candidates, min(self.options.top_k, self.options.candidates)
@@ -140,6 +145,7 @@ class ITM(Task):
         rows: Sequence[int],
         max_images: int | None = None,
     ) -> tuple[Metrics, Predictions]:
+        import numpy as np
         import torch
 
         from mmnasdsl.heads._metrics import retrieval_report
@@ -204,6 +210,8 @@ def itm_triples(
     """The epoch's training pairs: for positive caption k, rows 3k, 3k+1, 3k+2 hold
     (its image, it, 1), (its image, a hard negative caption, 0), (a hard negative image, it, 0);
     the negatives are drawn from the top-k lists with a (seed, epoch) generator."""
+    import numpy as np
+
     rng = np.random.default_rng([seed, epoch, SEED_DRAW])
     caps = np.asarray(positives, dtype=np.int64)
     img = np.asarray(dataset.caption_image, dtype=np.int64)[caps]
@@ -224,6 +232,8 @@ def triple_batches(batches: list[list[int]], positives: Sequence[int]) -> list[l
 
 def first_images(dataset: FeatureDataset, rows: np.ndarray, n: int | None) -> np.ndarray:
     """The rows whose image is among the first `n` images of `rows` (all when n is None)."""
+    import numpy as np
+
     cap_img = np.asarray(dataset.caption_image, dtype=np.int64)[rows]
     images = np.unique(cap_img)
     return rows if n is None or len(images) <= n else rows[np.isin(cap_img, images[:n])]

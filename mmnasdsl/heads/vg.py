@@ -30,6 +30,7 @@ from mmnasdsl.heads._task import (
     Runner,
     Task,
     attflat_flops,
+    attflat_params,
     register_head,
 )
 from mmnasdsl.lang.settings import ModelSettings
@@ -120,6 +121,10 @@ class VG(Task):
         rows = torch.arange(best.shape[0], device=best.device)
         box = decode_deltas(batch["boxes"][rows, best], out["deltas"][rows, best])  # (B, 4)
         return {"index": best, "box": clip_boxes(box, batch["image_size"])}
+
+    def params(self, s: ModelSettings) -> int:
+        dz = s.d_fused
+        return attflat_params(s) + s.d_model * dz + dz + 2 * dz + dz + 1 + 4 * dz + 4
 
     def flops(self, s: ModelSettings, words: int, objects: int) -> int:
         dz = s.d_fused

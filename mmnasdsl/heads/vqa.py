@@ -27,6 +27,7 @@ from mmnasdsl.heads._task import (
     Runner,
     Task,
     fusion_flops,
+    fusion_params,
     register_head,
 )
 from mmnasdsl.lang.settings import ModelSettings
@@ -85,6 +86,9 @@ class VQA(Task):
         logits = out["logits"]
         probs = logits.softmax(-1) if self.options.loss == "ce" else logits.sigmoid()
         return {"answer": logits.argmax(-1), "scores": probs}  # (B,), (B, K)
+
+    def params(self, s: ModelSettings) -> int:
+        return fusion_params(s) + s.d_fused * self.num_answers + self.num_answers
 
     def flops(self, s: ModelSettings, words: int, objects: int) -> int:
         return fusion_flops(words, objects, s) + 2 * s.d_fused * self.num_answers

@@ -680,11 +680,13 @@ def check(spec: Spec, catalog: Catalog, text: str | None = None) -> None:
     Raises:
         SpecError: when anything is wrong.
     """
-    diags = Checker(spec, catalog).run()
+    diags = diagnostics(spec, catalog)
     if diags:
         raise SpecError(diags, source=spec.source, text=text)
 
 
 def diagnostics(spec: Spec, catalog: Catalog) -> list[Diagnostic]:
-    """Every problem of a spec, by position; empty for a good spec."""
-    return Checker(spec, catalog).run()
+    """Every problem of a spec (by its kind's checker), by position; empty for a good spec."""
+    from mmnasdsl.lang.kinds import get_kind
+
+    return get_kind(spec.kind).checker(spec, catalog).run()

@@ -41,6 +41,7 @@ from mmnasdsl.lang.spec import (
     Ref,
     Repeat,
     SectionDecl,
+    SpaceDecl,
     Spec,
     StackDecl,
     Value,
@@ -130,6 +131,8 @@ def format_items(items: tuple[Item, ...]) -> str:
 
 def _stmt_head(stmt: Any) -> str:
     """The statement as one line (sections: their first line)."""
+    if isinstance(stmt, SpaceDecl):
+        return f"space {stmt.name}"
     if isinstance(stmt, ModelDecl):
         return f"model {stmt.name} {{"
     if isinstance(stmt, SectionDecl):

@@ -1,4 +1,5 @@
-"""Text -> Spec. Lark (LALR) parses `grammars/mmnas.lark`; a Transformer builds the AST.
+"""Text -> Spec. Lark (LALR) parses the grammar of the spec's space kind
+(`grammars/mmnas.lark` by default; `lang.kinds`); the kind's Transformer builds the AST.
 
 Syntax errors become a `SpecError` with the location, the offending token and the
 tokens the grammar expected there, named in words rather than as terminal names.
@@ -16,6 +17,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from mmnasdsl.lang.errors import Diagnostic, SpecError
+from mmnasdsl.lang.kinds import SpaceKind, declared_kind, get_kind, kind_names
 from mmnasdsl.lang.registry import did_you_mean
 from mmnasdsl.lang.spec import (
     Arg,
@@ -36,12 +38,13 @@ from mmnasdsl.lang.spec import (
     Ref,
     Repeat,
     SectionDecl,
+    SpaceDecl,
     Span,
     Spec,
     StackDecl,
 )
 
-GRAMMAR = Path(__file__).resolve().parent.parent / "grammars" / "mmnas.lark"
+GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
 
 # What a user should read instead of a terminal name in "expected ..." lists.
 _TOKEN_WORDS = {
@@ -66,8 +69,8 @@ _TOKEN_WORDS = {
 
 
 @functools.cache
-def _grammar() -> str:
-    return GRAMMAR.read_text(encoding="utf-8")
+def _grammar(name: str) -> str:
+    return (GRAMMARS / name).read_text(encoding="utf-8")
 
 
 _comment_sink = threading.local()
@@ -81,15 +84,17 @@ def _collect_comment(tok: Token) -> Token:
 
 
 @functools.cache
-def _parser() -> Lark:
-    """The LALR parser, built once. Comments are ignored by the grammar, but a lexer
-    callback hands them to the running `parse` call (thread-local) for the formatter.
+def _parser(grammar: str = "mmnas.lark") -> Lark:
+    """The LALR parser of a grammar file, built once. Comments are ignored by the grammar,
+    but a lexer callback hands them to the running `parse` call (thread-local) for the
+    formatter.
 
-    The basic (not contextual) lexer makes keywords reserved everywhere, so a missing
-    sequence (`encoder text =` then `decoder ...`) fails at `decoder`, not three tokens on.
+    The basic (not contextual) lexer makes a kind's keywords reserved in its specs, so a
+    missing sequence (`encoder text =` then `decoder ...`) fails at `decoder`, not three
+    tokens on.
     """
     return Lark(
-        _grammar(),
+        _grammar(grammar),
         parser="lalr",
         lexer="basic",
         propagate_positions=True,
@@ -138,11 +143,60 @@ def _tok_span(tok: Token) -> Span:
 
 
 @v_args(meta=True)
-class _ToSpec(Transformer):
-    """Lark tree -> Spec nodes, one method per grammar rule or alias."""
+class ValueTransformer(Transformer):
+    """What every kind's grammar shares: the `space` statement, options, values and calls.
+    A kind's transformer subclasses it with a method per statement rule."""
 
     def start(self, meta, stmts):
         return tuple(stmts)
+
+    def space(self, meta, c):
+        return SpaceDecl(name=str(c[0]), span=_span(meta))
+
+    def option(self, meta, c):
+        value, vspan = _unwrap(c[1])
+        return Option(key=str(c[0]), value=value, value_span=vspan, span=_span(meta))
+
+    def int_value(self, meta, c):
+        return _Located(int(c[0]), _tok_span(c[0]))
+
+    def float_value(self, meta, c):
+        return _Located(float(c[0]), _tok_span(c[0]))
+
+    def string_value(self, meta, c):
+        return _Located(unescape(str(c[0])[1:-1]), _tok_span(c[0]))
+
+    def ratio_value(self, meta, c):
+        left, right = str(c[0]).split(":")
+        return Ratio(left=int(left), right=int(right), span=_span(meta))
+
+    def mult_value(self, meta, c):
+        return Mult(factor=float(str(c[0])[:-1]), span=_span(meta))
+
+    def ident_value(self, meta, c):
+        return Ident(name=str(c[0]), span=_span(meta))
+
+    def list_value(self, meta, c):
+        return ListValue(items=tuple(_unwrap(v)[0] for v in c), span=_span(meta))
+
+    def call(self, meta, c):
+        return Call(name=str(c[0]), args=tuple(c[1:]), span=_span(meta))
+
+    def bare_call(self, meta, c):
+        return Call(name=str(c[0]), parens=False, span=_span(meta))
+
+    def kwarg(self, meta, c):
+        value, vspan = _unwrap(c[1])
+        return Arg(key=str(c[0]), value=value, value_span=vspan, span=_span(meta))
+
+    def posarg(self, meta, c):
+        value, vspan = _unwrap(c[0])
+        return Arg(value=value, value_span=vspan, span=vspan if vspan.line else _span(meta))
+
+
+@v_args(meta=True)
+class MMnasTransformer(ValueTransformer):
+    """Lark tree -> the MMnas kind's statements, one method per grammar rule or alias."""
 
     def model(self, meta, c):
         return ModelDecl(name=str(c[0]), options=tuple(c[1:]), span=_span(meta))
@@ -200,74 +254,35 @@ class _ToSpec(Transformer):
         body = unit.body if isinstance(unit, Group) else (unit,)
         return Repeat(body=body, count=int(count), span=_span(meta))
 
-    def option(self, meta, c):
-        value, vspan = _unwrap(c[1])
-        return Option(key=str(c[0]), value=value, value_span=vspan, span=_span(meta))
-
-    def int_value(self, meta, c):
-        return _Located(int(c[0]), _tok_span(c[0]))
-
-    def float_value(self, meta, c):
-        return _Located(float(c[0]), _tok_span(c[0]))
-
-    def string_value(self, meta, c):
-        return _Located(unescape(str(c[0])[1:-1]), _tok_span(c[0]))
-
-    def ratio_value(self, meta, c):
-        left, right = str(c[0]).split(":")
-        return Ratio(left=int(left), right=int(right), span=_span(meta))
-
-    def mult_value(self, meta, c):
-        return Mult(factor=float(str(c[0])[:-1]), span=_span(meta))
-
-    def ident_value(self, meta, c):
-        return Ident(name=str(c[0]), span=_span(meta))
-
-    def list_value(self, meta, c):
-        return ListValue(items=tuple(_unwrap(v)[0] for v in c), span=_span(meta))
-
-    def call(self, meta, c):
-        return Call(name=str(c[0]), args=tuple(c[1:]), span=_span(meta))
-
-    def bare_call(self, meta, c):
-        return Call(name=str(c[0]), parens=False, span=_span(meta))
-
-    def kwarg(self, meta, c):
-        value, vspan = _unwrap(c[1])
-        return Arg(key=str(c[0]), value=value, value_span=vspan, span=_span(meta))
-
-    def posarg(self, meta, c):
-        value, vspan = _unwrap(c[0])
-        return Arg(value=value, value_span=vspan, span=vspan if vspan.line else _span(meta))
-
 
 def _expected_names(exc: UnexpectedInput) -> set[str]:
     return set(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or set())
 
 
-def _keyword(name: str) -> str | None:
+def _keyword(name: str, grammar: str) -> str | None:
     """The literal text of an anonymous keyword terminal (`MODEL` -> 'model'), else None."""
-    for term in _parser().terminals:
+    for term in _parser(grammar).terminals:
         if term.name == name and term.pattern.type == "str":
             return str(term.pattern.value)
     return None
 
 
-def _expected(exc: UnexpectedInput) -> str:
+def _expected(exc: UnexpectedInput, grammar: str) -> str:
     words = set()
     for n in _expected_names(exc):
-        kw = _keyword(n) if n not in _TOKEN_WORDS else None
+        kw = _keyword(n, grammar) if n not in _TOKEN_WORDS else None
         words.add(repr(kw) if kw else _TOKEN_WORDS.get(n, n))
     return ", ".join(sorted(words))
 
 
-def _keyword_suggestion(exc: UnexpectedInput, word: str) -> str:
+def _keyword_suggestion(exc: UnexpectedInput, word: str, grammar: str) -> str:
     """` (did you mean 'search'?)` when a misspelt keyword stands where keywords may."""
-    keywords = [k for k in (_keyword(n) for n in _expected_names(exc)) if k and k.isalpha()]
+    names = _expected_names(exc)
+    keywords = [k for k in (_keyword(n, grammar) for n in names) if k and k.isalpha()]
     return did_you_mean(word, keywords) if keywords else ""
 
 
-def _syntax_error(exc: UnexpectedInput, source: str, text: str) -> SpecError:
+def _syntax_error(exc: UnexpectedInput, source: str, text: str, grammar: str) -> SpecError:
     line, col = getattr(exc, "line", 0) or 0, getattr(exc, "column", 0) or 0
     if isinstance(exc, UnexpectedCharacters):
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
@@ -282,8 +297,8 @@ def _syntax_error(exc: UnexpectedInput, source: str, text: str) -> SpecError:
         tok = exc.token  # type: ignore[attr-defined]
         message = f"unexpected '{tok!s}'"
         if tok.type == "NAME":
-            message += _keyword_suggestion(exc, str(tok))
-    expected = _expected(exc)
+            message += _keyword_suggestion(exc, str(tok), grammar)
+    expected = _expected(exc, grammar)
     hint = f"expected {expected}" if expected else None
     width = 1
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
@@ -293,19 +308,32 @@ def _syntax_error(exc: UnexpectedInput, source: str, text: str) -> SpecError:
 
 
 def parse(text: str, source: str = "<string>") -> Spec:
-    """Parse spec text into a Spec (syntax only; `check` does the semantics).
+    """Parse spec text into a Spec (syntax only; `check` does the semantics), with the
+    grammar of the space kind it declares (`space NAME`; default `mmnas`).
 
     Raises:
         SpecError: for any syntax error, located, with the expected tokens.
     """
+    kind = _kind(text, source)
     comments: list[Token] = []
     _comment_sink.tokens = comments
     try:
-        tree = _parser().parse(text)
+        tree = _parser(kind.grammar).parse(text)
     except UnexpectedInput as exc:
-        raise _syntax_error(exc, source, text) from None
+        raise _syntax_error(exc, source, text, kind.grammar) from None
     finally:
         _comment_sink.tokens = None
-    statements = _ToSpec().transform(tree)
+    statements = kind.transformer().transform(tree)
     kept = tuple(Comment(text=str(t).rstrip(), span=_tok_span(t)) for t in comments)
     return Spec(statements=statements, source=source, comments=kept)
+
+
+def _kind(text: str, source: str) -> SpaceKind:
+    """The kind the text declares; SpecError at its name when no such kind exists."""
+    name, span = declared_kind(text)
+    try:
+        return get_kind(name)
+    except KeyError as exc:
+        message = f"unknown space kind '{name}'{did_you_mean(name, kind_names())}"
+        hint = f"expected `space KIND` with KIND one of {', '.join(kind_names())}"
+        raise SpecError([Diagnostic(message, span or Span(), hint)], source, text) from exc

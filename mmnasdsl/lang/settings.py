@@ -12,7 +12,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mmnasdsl.lang.spec import Arg, Call, Ident, ListValue, Mult, Option, Ratio, Spec, Value
+from mmnasdsl.lang.errors import UsageError
+from mmnasdsl.lang.spec import (
+    Arg,
+    Call,
+    Ident,
+    InputDecl,
+    ListValue,
+    Mult,
+    Option,
+    Ratio,
+    Spec,
+    Value,
+)
 
 DEFAULT_VOCAB = 20000  # word-embedding rows when the data is not known (VQA-v2 has ~20k)
 
@@ -133,7 +145,11 @@ class SearchSettings(Settings):
     theta_lr: float = Field(0.1, gt=0, description="lr of the architecture logits θ (Adam)")
     patience: int = Field(5, ge=1, description="early stop after this many epochs without change")
     d_model: int | None = Field(None, ge=8, description="width during search (reference: 256)")
-    estimator: Literal["two", "one"] = Field("two", description="θ gradient estimator")
+    estimator: Literal["two", "full"] = Field(
+        "two",
+        description="θ estimator: ProxylessNAS gates over two sampled candidates, or over "
+        "all of them (the reference's)",
+    )
     clip: float = Field(1.0, gt=0, description="gradient-norm clip of W")
 
     @field_validator("split", mode="before")
@@ -218,6 +234,37 @@ def model_settings(spec: Spec, **overrides: Any) -> ModelSettings:
 def input_settings(spec: Spec, name: str) -> InputSettings:
     call = spec.inputs[name].source
     return INPUT_KINDS[call.name](**options_dict(call.args))  # type: ignore[return-value]
+
+
+def scaled_settings(spec: Spec, d_model: int | None = None) -> ModelSettings:
+    """The spec's model settings, at width `d_model` when given.
+
+    The override (the search width; the reference searches at d = 256 and trains at 512)
+    keeps the spec's head width d_h fixed, so heads = d / d_h (8 at 512, 4 at 256 with
+    d_h = 64, as REFERENCE.md). When d_h does not divide the new width (tiny test widths),
+    the spec's head count is kept instead. An explicit `fused` width scales with d; the FFN
+    multiple, dropout, norm, bias and relation width are unchanged.
+    """
+    base = model_settings(spec)
+    if d_model is None or d_model == base.d_model:
+        return base
+    fused = None if base.fused is None else max(1, base.fused * d_model // base.d_model)
+    if d_model % base.d_head == 0:
+        heads = d_model // base.d_head
+    elif d_model % base.n_heads == 0:
+        heads = base.n_heads
+    else:
+        raise UsageError(
+            f"d_model = {d_model} is divisible by neither the head width "
+            f"{base.d_head} nor the head count {base.n_heads}"
+        )
+    return model_settings(spec, d_model=d_model, heads=heads, head_dim=None, fused=fused)
+
+
+def spec_inputs(spec: Spec) -> dict[str, InputSettings]:
+    """Input name -> typed settings, in source order."""
+    names = dict.fromkeys(d.name for d in spec.of_type(InputDecl))
+    return {name: input_settings(spec, name) for name in names}
 
 
 def search_settings(spec: Spec, **overrides: Any) -> SearchSettings:

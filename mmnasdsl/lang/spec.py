@@ -28,6 +28,7 @@ class Span(BaseModel):
 
 
 NO_SPAN = Span()
+DEFAULT_KIND = "mmnas"  # the space kind of a spec without a `space` statement
 
 
 class Node(BaseModel):
@@ -147,6 +148,12 @@ Item = Union[Ref, Choice, Repeat, Group]  # noqa: UP007
 # ------------------------------------------------------------------------- statements
 
 
+class SpaceDecl(Node):
+    """`space NAME`: the kind of search space the file describes (default `mmnas`)."""
+
+    name: str
+
+
 class ModelDecl(Node):
     """`model NAME { options }`: width, heads, dropout and the other network settings."""
 
@@ -199,7 +206,7 @@ class SectionDecl(Node):
 
 
 Statement = Union[  # noqa: UP007
-    ModelDecl, InputDecl, PoolDecl, StackDecl, HeadDecl, DataDecl, SectionDecl
+    SpaceDecl, ModelDecl, InputDecl, PoolDecl, StackDecl, HeadDecl, DataDecl, SectionDecl
 ]
 
 
@@ -232,7 +239,7 @@ class Spec(Node):
     part of what a spec says, so equality ignores them.
     """
 
-    statements: tuple[Statement, ...] = ()
+    statements: tuple[Node, ...] = ()  # MMnas: `Statement`s; other space kinds add their own
     source: str = Field(default="<string>", repr=False)
     comments: tuple[Comment, ...] = Field(default=(), repr=False)
 
@@ -240,6 +247,12 @@ class Spec(Node):
         return ("Spec", self.statements)
 
     # -- lookups (first match; the checker reports duplicates) -------------------------
+
+    @property
+    def kind(self) -> str:
+        """The kind of search space (`space NAME`; `mmnas` when the file does not say)."""
+        decl = next(self.of_type(SpaceDecl), None)
+        return decl.name if decl is not None else DEFAULT_KIND
 
     def of_type(self, cls: type[Node]) -> Iterator[Any]:
         return (s for s in self.statements if isinstance(s, cls))

@@ -57,6 +57,27 @@ class Op:
         """Forward FLOPs (2 x multiply-adds of the matmuls) per sample; n own, m guide positions."""
         return 0
 
+    @staticmethod
+    def params(s: ModelSettings) -> int | None:
+        """Parameters of the op's layers (the block adds its norm), or None to have them
+        counted on a meta-device build. A formula keeps `info` free of torch."""
+        return None
+
+
+def norm_params(d: int) -> int:
+    """Both LayerNorm flavours have a weight and a bias of width d."""
+    return 2 * d
+
+
+def linear_params(n_in: int, n_out: int, bias: bool = True) -> int:
+    return n_in * n_out + (n_out if bias else 0)
+
+
+def block_params(name: str, s: ModelSettings) -> int | None:
+    """Parameters of op `name`'s block (its layers and the block's norm), from its formula."""
+    own = get_op(name).params(s)
+    return None if own is None else own + norm_params(s.d_model)
+
 
 OPS: Registry[type[Op]] = Registry("op", group="mmnasdsl.ops")
 

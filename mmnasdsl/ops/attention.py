@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mmnasdsl.lang.settings import ModelSettings
-from mmnasdsl.ops._registry import BlockContext, Op, register_op
+from mmnasdsl.ops._registry import BlockContext, Op, linear_params, register_op
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -20,6 +20,11 @@ NEUTRAL_STD = 0.01  # RSA's relation weights at a neutral init: r = 1 + O(0.01) 
 def attention_flops(n: int, m: int, d: int) -> int:
     """Q and output projections over n, K and V over m, QKᵀ and AV: 2 FLOPs per multiply-add."""
     return 2 * (2 * n * d * d + 2 * m * d * d + 2 * n * m * d)
+
+
+def attention_params(s: ModelSettings) -> int:
+    """Q, K, V and output projections d -> d (bias only with `bias = true`)."""
+    return 4 * linear_params(s.d_model, s.d_model, s.bias)
 
 
 def attention(s: ModelSettings) -> nn.Module:
@@ -44,6 +49,10 @@ class SelfAttention(Op):
     def flops(n: int, m: int, s: ModelSettings) -> int:
         return attention_flops(n, n, s.d_model)
 
+    @staticmethod
+    def params(s: ModelSettings) -> int:
+        return attention_params(s)
+
 
 @register_op("GA")
 class GuidedAttention(Op):
@@ -64,6 +73,10 @@ class GuidedAttention(Op):
     @staticmethod
     def flops(n: int, m: int, s: ModelSettings) -> int:
         return attention_flops(n, m, s.d_model)
+
+    @staticmethod
+    def params(s: ModelSettings) -> int:
+        return attention_params(s)
 
 
 @register_op("RSA")
@@ -105,3 +118,7 @@ class RelationSelfAttention(Op):
     def flops(n: int, m: int, s: ModelSettings) -> int:
         rel = 2 * n * n * s.relation_dim * s.n_heads
         return attention_flops(n, n, s.d_model) + rel
+
+    @staticmethod
+    def params(s: ModelSettings) -> int:
+        return attention_params(s) + linear_params(s.relation_dim, s.n_heads)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mmnasdsl.lang.settings import ModelSettings
-from mmnasdsl.ops._registry import BlockContext, Op, register_op
+from mmnasdsl.ops._registry import BlockContext, Op, linear_params, register_op
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -33,3 +33,7 @@ class FeedForward(Op):
     @staticmethod
     def flops(n: int, m: int, s: ModelSettings) -> int:
         return 2 * 2 * n * s.d_model * s.d_ffn
+
+    @staticmethod
+    def params(s: ModelSettings) -> int:
+        return linear_params(s.d_model, s.d_ffn) + linear_params(s.d_ffn, s.d_model)

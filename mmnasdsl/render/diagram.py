@@ -32,6 +32,7 @@ import graphviz
 import networkx as nx
 
 from mmnasdsl.lang.errors import MmnasError, UsageError
+from mmnasdsl.lang.registry import Registry
 from mmnasdsl.lang.spec import Ref, Repeat, compress
 
 Theta = list[list[float]]  # one probability vector per block, in block order
@@ -451,6 +452,11 @@ class _Drawer:
             dot.edge(self.nid(u), self.nid(v), **style)
 
 
+# space kind -> the class that adds one graph of that kind as a cluster
+DRAWERS: Registry[Any] = Registry("space kind")
+DRAWERS.register("mmnas")(_Drawer)
+
+
 def _ops_drawn(graphs: Sequence[GraphLike], registry: Sequence[str]) -> list[str]:
     """Every op named in the figure: the paper's four first, then in registry order."""
     seen = {op for gr in graphs for n in _blocks(gr.g) for op in gr.g.nodes[n]["choices"]}
@@ -509,7 +515,8 @@ def render(
     dot.attr("node", fontname="Helvetica", fontsize="11", margin="0.05,0.03", height="0.3")
     dot.attr("edge", arrowsize="0.7")
     for k, (graph, th) in enumerate(zip(graphs, thetas, strict=True)):
-        _Drawer(k, graph, th, registry).draw(dot)
+        kind = getattr(graph.spec, "kind", "mmnas")
+        DRAWERS.get(kind)(k, graph, th, registry).draw(dot)
     return dot
 
 

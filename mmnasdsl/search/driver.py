@@ -41,7 +41,7 @@ from mmnasdsl.lang.errors import UsageError
 from mmnasdsl.lang.format import format_spec
 from mmnasdsl.lang.settings import SearchSettings
 from mmnasdsl.search.base import SEARCHERS, Searcher, ThetaBatch
-from mmnasdsl.search.space import space_of
+from mmnasdsl.search.space import SPACES, space_of
 from mmnasdsl.train import distributed, runs
 from mmnasdsl.train.loop import Job, Loop, lr_factor, model_for, seed_step, w_step
 
@@ -107,6 +107,7 @@ class SearchDriver(Loop):
         self.job: SearchJob = job
         self.d_m, self.d_a = split_rows(len(self.train_set), self.s.split, job.seed)
         self.space = space_of(job.spec)
+        self.space_kind = SPACES.get(job.spec.kind)
         self.searcher: Searcher = SEARCHERS.get(job.searcher)(self.space, self.s, job.seed)
         self.searcher.to(job.device)
         self.theta_data: EpochData | None = None
@@ -216,7 +217,7 @@ class SearchDriver(Loop):
             "loss_theta": st.mean("theta"),
             "metric": metric,
             "metric_name": self.task.metric,
-            "arch": self.supernet.arch_names(self.searcher.best()),
+            "arch": self.space_kind.describe(self.job.spec, self.space, self.searcher.best()),
             "seconds": st.sums.get("seconds", 0.0),
         }
 
@@ -237,7 +238,8 @@ class SearchDriver(Loop):
         runs.write_json(self.job.run_dir / "history.json", self.history())
 
     def arch_text(self, record: dict[str, Any]) -> str:
-        concrete = self.job.spec.replace_stacks(record["arch"])
+        best = self.searcher.best()
+        concrete = self.space_kind.concrete(self.job.spec, self.space, best)
         stop = " (final)" if self.state.done else ""
         header = (
             f"# mmnasdsl search ({self.job.searcher}): {self.searcher.picks} architecture after "
@@ -252,10 +254,7 @@ class SearchDriver(Loop):
             "spec": self.job.spec.source,
             "searcher": self.job.searcher,
             "seed": self.job.seed,
-            "blocks": [
-                {"stack": b.stack, "index": b.index, "choices": list(b.choices)}
-                for b in self.job.spec.blocks()
-            ],
+            "blocks": self.space_kind.points_record(self.job.spec, self.space),
             "epochs": self.state.history,
             "done": self.state.done,
         }
@@ -280,7 +279,9 @@ class SearchDriver(Loop):
         return runs.generator(self.job.seed, st.epoch, st.step if step is None else step, purpose)
 
     def _summary_line(self, r: dict[str, Any]) -> str:
-        arch = " | ".join(" ".join(ops) for ops in r["arch"].values())
+        described = r["arch"]
+        parts = described.values() if isinstance(described, dict) else [described]
+        arch = " | ".join(" ".join(map(str, ops)) for ops in parts)
         theta = "" if r["loss_theta"] is None else f" θ loss {r['loss_theta']:.4f}"
         return (
             f"epoch {r['epoch']}/{self.total_epochs} ({r['phase']}): loss {r['loss_w']:.4f}"

@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from mmnasdsl.lang.registry import Registry
 from mmnasdsl.lang.spec import Spec
 
 Arch = list[int]
@@ -51,8 +53,56 @@ class SearchSpace:
         return [p.candidates.index(n) for p, n in zip(self.points, names, strict=True)]
 
 
+class SpaceKindSearch:
+    """What the search needs of a space kind: its choice points, how an architecture reads
+    in history.json, and the concrete spec it writes back."""
+
+    def space(self, spec: Spec) -> SearchSpace:
+        raise NotImplementedError
+
+    def describe(self, spec: Spec, space: SearchSpace, arch: Sequence[int]) -> Any:
+        """The architecture as history.json's `arch` (JSON-able)."""
+        return space.names(arch)
+
+    def points_record(self, spec: Spec, space: SearchSpace) -> list[dict[str, Any]]:
+        """history.json's `blocks`: one entry per choice point."""
+        return [{"name": p.name, "choices": list(p.candidates)} for p in space.points]
+
+    def concrete(self, spec: Spec, space: SearchSpace, arch: Sequence[int]) -> Spec:
+        """The spec with every choice point fixed to `arch` (the searcher's output)."""
+        raise NotImplementedError
+
+
+SPACES: Registry[SpaceKindSearch] = Registry("space kind")
+
+
 def space_of(spec: Spec) -> SearchSpace:
-    """The search space of an MMnas spec: one choice point per block (`encoder.3`, ...);
-    a block with one op is a point with one candidate, so rows line up with the blocks."""
-    points = tuple(ChoicePoint(f"{b.stack}.{b.index}", b.choices) for b in spec.blocks())
-    return SearchSpace("mmnas", points)
+    """The search space of a checked spec, by its kind."""
+    return SPACES.get(spec.kind).space(spec)
+
+
+class MMnasSearch(SpaceKindSearch):
+    """MMnas: one choice point per block (`encoder.3`, ...); a block with one op is a point
+    with one candidate, so θ rows line up with the blocks."""
+
+    def space(self, spec: Spec) -> SearchSpace:
+        points = tuple(ChoicePoint(f"{b.stack}.{b.index}", b.choices) for b in spec.blocks())
+        return SearchSpace("mmnas", points)
+
+    def describe(self, spec: Spec, space: SearchSpace, arch: Sequence[int]) -> dict[str, list[str]]:
+        """{"encoder": [op, ...], "decoder": [...]}."""
+        out: dict[str, list[str]] = {}
+        for block, name in zip(spec.blocks(), space.names(arch), strict=True):
+            out.setdefault(block.stack, []).append(name)
+        return out
+
+    def points_record(self, spec: Spec, space: SearchSpace) -> list[dict[str, Any]]:
+        return [
+            {"stack": b.stack, "index": b.index, "choices": list(b.choices)} for b in spec.blocks()
+        ]
+
+    def concrete(self, spec: Spec, space: SearchSpace, arch: Sequence[int]) -> Spec:
+        return spec.replace_stacks(self.describe(spec, space, arch))
+
+
+SPACES.register("mmnas")(MMnasSearch())
