@@ -13,17 +13,15 @@ from torch import Tensor, nn
 
 from mmnasdsl.heads._task import FLAT_HIDDEN
 from mmnasdsl.lang.settings import ModelSettings
-from mmnasdsl.ops._layers import make_norm
+from mmnasdsl.ops._layers import DescribedModule, make_norm
 
 
-class HeadModule(nn.Module):
+class HeadModule(DescribedModule):
     """A task's head as a module: the task's layers as submodules, its forward, loss, predict."""
 
     def __init__(self, task: Any, settings: ModelSettings) -> None:
-        super().__init__()
+        super().__init__(task.layers(settings))
         self.task = task
-        for name, module in task.layers(settings).items():
-            self.add_module(name, module)
 
     def forward(
         self, x: Tensor, x_mask: Tensor, y: Tensor, y_mask: Tensor, batch: dict[str, Tensor]

@@ -46,14 +46,22 @@ def make_norm(d: int, kind: str = "standard") -> nn.Module:
     return nn.LayerNorm(d)
 
 
-class OpBlock(nn.Module):
+class DescribedModule(nn.Module):
+    """A module whose submodules are a descriptor's `layers(settings)`, named as it names
+    them (so checkpoints read `blocks.3.att.q.weight`, `head.fusion.norm.weight`)."""
+
+    def __init__(self, layers: dict[str, nn.Module]) -> None:
+        super().__init__()
+        for name, module in layers.items():
+            self.add_module(name, module)
+
+
+class OpBlock(DescribedModule):
     """One block running op `op`: `LayerNorm(x + Dropout(op.transform(self, x, ctx)))`."""
 
     def __init__(self, op: Any, settings: ModelSettings) -> None:
-        super().__init__()
+        super().__init__(op.layers(settings))
         self.op = op
-        for name, module in op.layers(settings).items():
-            self.add_module(name, module)
         self.drop = nn.Dropout(settings.dropout)
         self.norm = make_norm(settings.d_model, settings.norm)
 

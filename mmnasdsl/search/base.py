@@ -22,11 +22,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from mmnasdsl.compile.supernet import Route
+from mmnasdsl.compile.supernet import Leg, Route
 from mmnasdsl.lang.registry import Registry
 from mmnasdsl.lang.settings import SearchSettings
-from mmnasdsl.search.estimators import uniform_path
-from mmnasdsl.search.space import Arch, SearchSpace
+from mmnasdsl.search.space import Arch, SearchSpace, uniform_arch
 
 
 @dataclass
@@ -50,11 +49,11 @@ class Searcher(ABC):
 
     def uniform(self, generator: torch.Generator) -> Arch:
         """One candidate per point, uniformly."""
-        return [int(torch.randint(n, (1,), generator=generator)) for n in self.space.sizes]
+        return uniform_arch(self.space.sizes, generator)
 
     def uniform_routes(self, generator: torch.Generator) -> list[Route]:
         """Algorithm 1's warm-up: one uniformly drawn path."""
-        return [uniform_path(n, generator) for n in self.space.sizes]
+        return [(Leg(i),) for i in self.uniform(generator)]
 
     @abstractmethod
     def w_routes(self, generator: torch.Generator, warmup: bool) -> list[Route]:

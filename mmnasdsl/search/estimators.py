@@ -59,10 +59,6 @@ def sample_path(p: Tensor, generator: torch.Generator) -> Route:
     return (Leg(int(torch.multinomial(p, 1, generator=generator))),)
 
 
-def uniform_path(n: int, generator: torch.Generator) -> Route:
-    return (Leg(int(torch.randint(n, (1,), generator=generator))),)
-
-
 def two_path(alpha: Tensor, generator: torch.Generator) -> Route:
     """ProxylessNAS "two": two sampled candidates behind straight-through binary gates."""
     if alpha.numel() == 1:

@@ -14,7 +14,7 @@ import torch
 
 from mmnasdsl.compile.supernet import Route
 from mmnasdsl.search.base import Searcher, register_searcher
-from mmnasdsl.search.space import Arch
+from mmnasdsl.search.space import Arch, uniform_arch
 
 
 @register_searcher("random")
@@ -50,4 +50,4 @@ def sample_architectures(sizes: list[int], n: int, seed: int) -> list[Arch]:
     """`n` uniform architectures over blocks with `sizes` candidates (seeded): the ablation's
     random nets, without building a supernet."""
     gen = torch.Generator().manual_seed(seed)
-    return [[int(torch.randint(k, (1,), generator=gen)) for k in sizes] for _ in range(n)]
+    return [uniform_arch(sizes, gen) for _ in range(n)]

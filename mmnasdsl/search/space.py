@@ -21,6 +21,14 @@ from mmnasdsl.lang.spec import Spec
 Arch = list[int]
 
 
+def uniform_arch(sizes: Sequence[int], generator: Any) -> Arch:
+    """One candidate per point, uniformly: Algorithm 1's warm-up paths, random search and
+    the ablation's random nets all draw through here (a torch.Generator)."""
+    import torch
+
+    return [int(torch.randint(n, (1,), generator=generator)) for n in sizes]
+
+
 @dataclass(frozen=True)
 class ChoicePoint:
     """One place where the architecture chooses: its name and its candidates."""

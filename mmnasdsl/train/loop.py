@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from mmnasdsl.compile.network import needs_relations
 from mmnasdsl.data import FeatureDataset, collate, open_split
 from mmnasdsl.heads import EpochData, EpochRequest, Task, get_head
-from mmnasdsl.lang.errors import UsageError
+from mmnasdsl.lang.errors import DataError, UsageError
 from mmnasdsl.lang.format import format_spec
 from mmnasdsl.lang.spec import Spec
 from mmnasdsl.train import distributed, runs
@@ -354,7 +354,14 @@ class Loop:
         return self.rows()
 
     def batches(self, dataset: Dataset, batches: list[list[int]]) -> Iterator[dict[str, Tensor]]:
-        return batch_iter(dataset, batches, relations=self.relations, device=self.job.device)
+        for batch in batch_iter(dataset, batches, relations=self.relations, device=self.job.device):
+            missing = [k for k in self.task.batch_fields if k not in batch]
+            if missing:  # a task whose data kind does not carry its labels
+                raise DataError(
+                    f"{self.job.data}: batches lack {', '.join(missing)}, which the "
+                    f"'{self.task_name}' head's loss reads (data kind {self.task.data_kind!r})"
+                )
+            yield batch
 
     def evaluate(
         self, dataset: FeatureDataset, rows: Sequence[int] | None = None
