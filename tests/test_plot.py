@@ -86,6 +86,18 @@ def test_figure_has_a_heatmap_per_stack_and_the_curves() -> None:
     assert labels == ["1", "2", "3", "4", "5"]
 
 
+def test_entropy_panel_is_one_at_uniform_and_zero_when_settled() -> None:
+    from mmnasdsl.render.plot import epoch_entropy
+
+    assert epoch_entropy([[0.25] * 4, [0.5, 0.5], [1.0]], [0, 1, 2]) == pytest.approx(1.0)
+    assert epoch_entropy([[1.0, 0.0, 0.0, 0.0]], [0]) == pytest.approx(0.0)
+    assert epoch_entropy([[1.0]], [0]) is None  # nothing searchable
+    fig = plot_history(synthetic_history())
+    panel = next(ax for ax in fig.axes if ax.get_title(loc="left").startswith("θ entropy"))
+    assert {line.get_label() for line in panel.get_lines()} == {"encoder", "decoder"}
+    assert all(0 <= y <= 1 for line in panel.get_lines() for y in line.get_ydata())
+
+
 def test_warmup_only_history_plots(tmp_path: Path) -> None:
     """A run stopped during warm-up has no θ loss yet; the plot still draws."""
     run = write_run(tmp_path, synthetic_history(warmup=2, search=0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,65 @@ def test_default_run_dir_never_reuses_a_run(tmp_path: Path) -> None:
     (first / "arch.mmnas").write_text("")
     assert default_run_dir("shapes-vqa.mmnas", root=tmp_path) == tmp_path / "shapes-vqa-2"
     assert default_run_dir("runs/shapes-vqa/arch.mmnas", root=tmp_path).name == "shapes-vqa-train"
+
+
+def test_a_prior_starts_theta_at_a_concrete_net(tmp_path: Path, data: Path) -> None:
+    """`prior = [ops]`: θ starts at ±strength, so argmax is the prior before any θ step."""
+    prior = "prior = [FFN, SA, RSA, GA]  prior_strength = 2"
+    j = job(tmp_path, data, f"warmup = 1  epochs = 0  batch = 32  {prior}")
+    j.run_dir.mkdir()
+    history = run_search(j)
+    first = history["epochs"][0]
+    assert first["arch"] == {"encoder": ["FFN", "SA"], "decoder": ["RSA", "GA"]}
+    e = math.exp(2.0)
+    assert first["theta"][0] == pytest.approx([1 / (1 + e**2), e**2 / (1 + e**2)])
+    assert first["entropy"][0] < 0.2  # settled on the prior's op
+
+
+def test_a_prior_file_is_read_relative_to_the_spec(tmp_path: Path, data: Path) -> None:
+    concrete = tiny_spec_text("vqa", searchable=False)  # SA FFN | GA RSA
+    (tmp_path / "net.mmnas").write_text(concrete)
+    j = job(tmp_path, data, 'warmup = 1  epochs = 0  batch = 32  prior = "net.mmnas"')
+    j.run_dir.mkdir()
+    assert run_search(j)["epochs"][0]["arch"] == {
+        "encoder": ["SA", "FFN"],
+        "decoder": ["GA", "RSA"],
+    }
+    (tmp_path / "net.mmnas").write_text(tiny_spec_text("vqa"))  # a search space
+    with pytest.raises(UsageError, match="must be a concrete spec"):
+        SearchDriver(job(tmp_path, data, 'warmup = 1  batch = 32  prior = "net.mmnas"'))
+
+
+def test_a_bad_inline_prior_is_a_located_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(mmnasdsl.SpecError, match="prior op 3 is 'FFN', not a candidate"):
+        mmnasdsl.loads(
+            tiny_spec_text("vqa", search="prior = [SA, SA, FFN, GA]").replace("dec * 2", "GA dec"),
+            "p.mmnas",
+        )
+    with pytest.raises(mmnasdsl.SpecError, match="names 2 ops but the spec has 4 blocks"):
+        mmnasdsl.loads(tiny_spec_text("vqa", search="prior = [SA, SA]"), "p.mmnas")
+
+
+def test_temperature_moves_geometrically_over_the_search_epochs() -> None:
+    from mmnasdsl.lang.settings import SearchSettings
+    from mmnasdsl.search.space import ChoicePoint, SearchSpace
+
+    space = SearchSpace("mmnas", (ChoicePoint("a", ("x", "y")),))
+    s = SearchSettings(warmup=2, epochs=5, temperature=1.0, temperature_end=0.0625)
+    searcher = OneShotSearcher(space, s, seed=0)
+    taus = []
+    for epoch in range(7):
+        searcher.epoch_start(epoch)
+        taus.append(searcher.tau)
+    assert taus == pytest.approx([1.0, 1.0, 1.0, 0.5, 0.25, 0.125, 0.0625])
+
+
+def test_the_full_estimator_and_entropy_in_history(tmp_path: Path, data: Path) -> None:
+    j = job(
+        tmp_path, data, "warmup = 1  epochs = 1  update_ratio = 2  batch = 16  estimator = full"
+    )
+    j.run_dir.mkdir()
+    history = run_search(j)
+    warm, search = history["epochs"]
+    assert warm["entropy"] == pytest.approx([1.0] * 4)  # uniform θ before any θ step
+    assert search["loss_theta"] is not None and all(0 <= h < 1 for h in search["entropy"])

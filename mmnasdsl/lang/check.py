@@ -35,6 +35,7 @@ from mmnasdsl.lang.spec import (
     Ident,
     InputDecl,
     Item,
+    ListValue,
     ModelDecl,
     Option,
     PoolDecl,
@@ -422,6 +423,31 @@ class Checker:
             schema = SECTIONS[sec.kind]
             if self.validate(schema, sec.options, sec.span, f"{sec.kind} option"):
                 self.check_search_width(sec, model_opts)
+                self.check_prior(sec)
+
+    def check_prior(self, sec: SectionDecl) -> None:
+        """An inline prior names one candidate of every block, in block order."""
+        opt = _find(sec.options, "prior")
+        if sec.kind != "search" or opt is None or not isinstance(opt.value, ListValue):
+            return
+        names = [getattr(v, "name", v) for v in opt.value.items]
+        blocks = self.spec.blocks()
+        where = opt.value_span if opt.value_span.line else opt.span
+        if len(names) != len(blocks):
+            self.error(
+                f"the prior names {len(names)} ops but the spec has {len(blocks)} blocks",
+                where,
+                "expected one op per block, encoder blocks first",
+            )
+            return
+        for k, (name, block) in enumerate(zip(names, blocks, strict=True)):
+            if name not in block.choices:
+                self.error(
+                    f"prior op {k + 1} is {name!r}, not a candidate of {block.stack} block "
+                    f"{block.index}",
+                    where,
+                    f"expected one of {_one_of(block.choices)}",
+                )
 
     def check_search_width(self, sec: SectionDecl, model_opts: dict[str, Any] | None) -> None:
         """A search-time width must also split into the model's heads."""

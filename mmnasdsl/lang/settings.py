@@ -151,6 +151,21 @@ class SearchSettings(Settings):
         "all of them (the reference's)",
     )
     clip: float = Field(1.0, gt=0, description="gradient-norm clip of W")
+    prior: str | tuple[str, ...] | None = Field(
+        None,
+        description="a concrete net to start θ from: a .mmnas file (relative to this spec), "
+        "or its ops in block order like [SA, FFN, GA]; W paths are then drawn from "
+        "softmax(θ) from the first step (the reference starts from MCAN this way)",
+    )
+    prior_strength: float = Field(
+        1.0, ge=0, le=100, description="θ starts at +s for the prior's op, -s for the others"
+    )
+    temperature: float = Field(
+        1.0, gt=0, le=100, description="τ of softmax(θ / τ) for sampling, at the first search epoch"
+    )
+    temperature_end: float | None = Field(
+        None, gt=0, le=100, description="τ at the last search epoch, geometric in between"
+    )
 
     @field_validator("split", mode="before")
     @classmethod

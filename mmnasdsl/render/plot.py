@@ -240,6 +240,39 @@ def plot_curves(ax: Axes, history: dict[str, Any]) -> None:
     ax.set_title("search curves", fontsize=10, loc="left")
 
 
+def epoch_entropy(theta: list[list[float]], rows: list[int]) -> float | None:
+    """Mean over the searchable rows of entropy(p) / log(#candidates): 1 uniform, 0 settled."""
+    values = []
+    for i in rows:
+        p = np.asarray(theta[i], dtype=float)
+        if len(p) > 1:
+            q = p[p > 0]
+            values.append(float(-(q * np.log(q)).sum() / np.log(len(p))))
+    return float(np.mean(values)) if values else None
+
+
+STACK_COLOURS = ("#6aa84f", "#674ea7", "#e69138", "#45818e")
+
+
+def plot_entropy(ax: Axes, history: dict[str, Any]) -> None:
+    """How settled θ is: per stack, the mean normalised entropy of its blocks per epoch."""
+    epochs = [int(e.get("epoch", i + 1)) for i, e in enumerate(history["epochs"])]
+    for k, (stack, rows) in enumerate(_stacks(history).items()):
+        ys = [epoch_entropy(e["theta"], rows) for e in history["epochs"]]
+        _line(ax, epochs, ys, stack, STACK_COLOURS[k % len(STACK_COLOURS)])
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xticks(_epoch_ticks(history))
+    ax.set_xlabel("epoch", fontsize=9)
+    ax.set_ylabel("entropy", fontsize=9)
+    warm = _warmup_end(history)
+    if warm:
+        ax.axvspan(0.5, warm + 0.5, color="#eeeeee", zorder=0)
+    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=4, frameon=False)
+    ax.set_title(
+        "θ entropy per block / log(#choices): 1 uniform, 0 settled", fontsize=10, loc="left"
+    )
+
+
 def _line(ax: Axes, xs: list[int], ys: list[Any], label: str, colour: str) -> None:
     """Plot the numeric points only (θ loss is null during warm-up)."""
     pts = [(x, float(y)) for x, y in zip(xs, ys, strict=True) if isinstance(y, int | float)]
@@ -275,7 +308,7 @@ def plot_history(history: dict[str, Any], title: str | None = None) -> Figure:
         sum(len(history["blocks"][i]["choices"]) + 1 for i in rows) * 0.12
         for rows in stacks.values()
     ]
-    heights = [max(h, 1.2) for h in heights] + [2.6]
+    heights = [max(h, 1.2) for h in heights] + [1.6, 2.6]
     width = min(max(7.0, 2.5 + 0.3 * len(history["epochs"])), 14.0)
     fig, axes = plt.subplots(
         len(heights),
@@ -287,6 +320,7 @@ def plot_history(history: dict[str, Any], title: str | None = None) -> Figure:
     axes = np.atleast_1d(axes)
     for ax, (stack, rows) in zip(axes, stacks.items(), strict=False):
         plot_theta(ax, history, stack, rows, registry)
+    plot_entropy(axes[-2], history)
     plot_curves(axes[-1], history)
     fig.suptitle(title or _title(history), fontsize=11, x=0.02, ha="left")
     _op_legend(axes[0], history, registry)

@@ -63,6 +63,9 @@ class Searcher(ABC):
     def candidate(self, generator: torch.Generator) -> Arch:
         """The architecture to score on D_a at the end of an epoch."""
 
+    def epoch_start(self, epoch: int) -> None:  # noqa: B027 (optional hook)
+        """An epoch begins (0-based, warm-up included): schedules move here."""
+
     def feedback(self, arch: Arch, reward: float) -> None:  # noqa: B027 (optional hook)
         """The candidate's D_a metric (higher is better)."""
 

@@ -33,7 +33,7 @@ class DartsSearcher(GradientSearcher):
         )
 
     def w_routes(self, generator: torch.Generator, warmup: bool) -> list[Route]:
-        return [mixture(a, detach=True) for a in self.alpha]
+        return [mixture(a, detach=True) for a in self.scaled()]
 
     def learn(self, batch: ThetaBatch, generator: torch.Generator) -> float:
         return self.theta_step(batch, lambda a, g: mixture(a), generator)

@@ -26,22 +26,26 @@ step and resumed replays the same steps and ends with the same θ, metrics and a
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+import mmnasdsl
 from mmnasdsl.compile.supernet import Route, Supernet
 from mmnasdsl.heads import EpochData
 from mmnasdsl.lang.errors import UsageError
 from mmnasdsl.lang.format import format_spec
 from mmnasdsl.lang.settings import SearchSettings
+from mmnasdsl.lang.spec import Spec
 from mmnasdsl.search.base import SEARCHERS, Searcher, ThetaBatch
-from mmnasdsl.search.space import SPACES, space_of
+from mmnasdsl.search.space import SPACES, SearchSpace, space_of
 from mmnasdsl.train import distributed, runs
 from mmnasdsl.train.loop import Job, Loop, lr_factor, model_for, seed_step, w_step
 
@@ -67,6 +71,42 @@ def split_rows(n: int, split: tuple[int, int], seed: int) -> tuple[list[int], li
             f"{split[1]} split into D_m and D_a"
         )
     return sorted(order[n_a:].tolist()), sorted(order[:n_a].tolist())
+
+
+def entropies(probabilities: list[list[float]]) -> list[float]:
+    """Per point, the entropy of its probabilities over log(#candidates): 1 = uniform,
+    0 = settled on one candidate (a single-candidate point is 0)."""
+    out = []
+    for p in probabilities:
+        h = -sum(q * math.log(q) for q in p if q > 0)
+        out.append(h / math.log(len(p)) if len(p) > 1 else 0.0)
+    return out
+
+
+def prior_names(
+    spec: Spec, prior: str | tuple[str, ...] | None, space: SearchSpace
+) -> list[str] | None:
+    """The op of every choice point that `search { prior }` names: inline (checked by the
+    checker), or the blocks of a concrete spec file, relative to the spec's folder."""
+    if prior is None:
+        return None
+    if not isinstance(prior, str):
+        return list(prior)
+    path = Path(spec.source).parent / prior
+    net = mmnasdsl.load(path if path.is_file() else prior)
+    names = [b.choices[0] for b in net.blocks()]
+    if not net.is_concrete or len(names) != len(space.points):
+        raise UsageError(
+            f"{spec.source}: prior {prior!r} must be a concrete spec with one op for each "
+            f"of the {len(space.points)} blocks (it has {len(names)} blocks)"
+        )
+    for point, name in zip(space.points, names, strict=True):
+        if name not in point.candidates:
+            raise UsageError(
+                f"{spec.source}: prior {prior!r} puts {name} at {point.name}, whose "
+                f"candidates are {', '.join(point.candidates)}"
+            )
+    return names
 
 
 def theta_batch(
@@ -109,8 +149,19 @@ class SearchDriver(Loop):
         self.space = space_of(job.spec)
         self.space_kind = SPACES.get(job.spec.kind)
         self.searcher: Searcher = SEARCHERS.get(job.searcher)(self.space, self.s, job.seed)
+        self.start_from_prior()
         self.searcher.to(job.device)
         self.theta_data: EpochData | None = None
+
+    def start_from_prior(self) -> None:
+        """`search { prior = ... }`: α starts from a concrete net (searchers that learn α)."""
+        names = prior_names(self.job.spec, self.s.prior, self.space)
+        if names is None:
+            return
+        start = getattr(self.searcher, "start_from", None)
+        if start is None:
+            raise UsageError(f"--searcher {self.job.searcher} does not start from a prior")
+        start(names, self.s.prior_strength)
 
     @property
     def supernet(self) -> Supernet:
@@ -154,6 +205,7 @@ class SearchDriver(Loop):
     def before_epoch(self, epoch: int) -> None:
         """A sampled path for the task's per-epoch scoring (ITM mines with it, as the
         reference), then the D_a samples the θ steps draw from."""
+        self.searcher.epoch_start(epoch)
         routes = self.searcher.w_routes(self._gen(SEED_MINE, step=0), self.warmup(epoch))
         self.supernet.set_routes(routes)
         self.theta_data = self.epoch_data(epoch, self.d_a, STREAM_DA)
@@ -213,6 +265,7 @@ class SearchDriver(Loop):
             "epoch": epoch + 1,
             "phase": "warmup" if self.warmup(epoch) else "search",
             "theta": self.searcher.probabilities(),
+            "entropy": entropies(self.searcher.probabilities()),
             "loss_w": st.mean("loss") or 0.0,
             "loss_theta": st.mean("theta"),
             "metric": metric,
@@ -283,10 +336,12 @@ class SearchDriver(Loop):
         parts = described.values() if isinstance(described, dict) else [described]
         arch = " | ".join(" ".join(map(str, ops)) for ops in parts)
         theta = "" if r["loss_theta"] is None else f" θ loss {r['loss_theta']:.4f}"
+        searchable = [h for h, p in zip(r["entropy"], r["theta"], strict=True) if len(p) > 1]
+        entropy = sum(searchable) / len(searchable) if searchable else 0.0
         return (
             f"epoch {r['epoch']}/{self.total_epochs} ({r['phase']}): loss {r['loss_w']:.4f}"
-            f"{theta}, D_a {r['metric_name']} {r['metric']:.2f}, {r['seconds']:.0f}s; "
-            f"{self.searcher.picks} {arch}"
+            f"{theta}, D_a {r['metric_name']} {r['metric']:.2f}, θ entropy {entropy:.2f}, "
+            f"{r['seconds']:.0f}s; {self.searcher.picks} {arch}"
         )
 
     def _log_start(self) -> None:

@@ -1,6 +1,7 @@
 """MMnas's searcher, Algorithm 1 (Yu et al., ACM MM 2020, §4): sampled paths, θ by gates.
 
-W steps: one path, uniformly drawn during the warm-up, then drawn from softmax(α). θ steps
+W steps: one path, uniformly drawn during the warm-up (from softmax(α / τ) when the search
+starts from a prior), then drawn from softmax(α / τ). θ steps
 (one per `update_ratio` W steps after the warm-up, on a D_a batch): the estimator of
 `search { estimator = two | full }` (`search.estimators`: ProxylessNAS's binary gates over
 two sampled candidates, or over all of them as the reference implementation), Adam
@@ -22,9 +23,9 @@ class OneShotSearcher(GradientSearcher):
     """Algorithm 1's θ: paths sampled from softmax(α), α learnt by binary gates."""
 
     def w_routes(self, generator: torch.Generator, warmup: bool) -> list[Route]:
-        if warmup:
+        if warmup and not self.has_prior:
             return self.uniform_routes(generator)
-        return [sample_path(p, generator) for p in cpu_probabilities(list(self.alpha))]
+        return [sample_path(p, generator) for p in cpu_probabilities(self.scaled())]
 
     def learn(self, batch: ThetaBatch, generator: torch.Generator) -> float:
         return self.theta_step(batch, ESTIMATORS[self.settings.estimator], generator)
