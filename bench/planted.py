@@ -356,7 +356,9 @@ def report(spaces: Sequence[Space], results: Path, seeds: Sequence[int]) -> str:
         "Every number: VQA accuracy (%) on the planted world's **test** split of best.pt "
         "(the epoch with the best val accuracy), mean ± sample std over the seeds "
         f"{', '.join(map(str, seeds))}; each net trained from scratch at its spec's "
-        "`train { }` budget; 's per run' = train + test evaluation, wall time, 2 runs at a "
+        "`train { }` budget; 's per run' = wall time of `train` + `eval --split test` "
+        "(process start-up included), 's per epoch' = one training epoch and its val "
+        "evaluation; 2 runs at a "
         "time on a shared machine.",
         "",
     ]
