@@ -1,4 +1,5 @@
-"""`mmnasdsl data ...`: generate `shapes`, import community datasets, describe a store."""
+"""`mmnasdsl data ...`: generate `shapes` or `planted`, import community datasets, describe a
+store."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 from mmnasdsl.lang.errors import DataError, UsageError
 
 data_app = typer.Typer(
-    help="Feature stores: the built-in shapes world, importers, info.", no_args_is_help=True
+    help="Feature stores: the built-in shapes and planted worlds, importers, info.",
+    no_args_is_help=True,
 )
 import_app = typer.Typer(
     help="Convert a community dataset into feature stores.", no_args_is_help=True
@@ -65,6 +67,26 @@ def shapes(
     if task not in SHAPES_TASKS:
         raise UsageError(f"--task {task!r}: expected one of {', '.join(SHAPES_TASKS)}")
     generate_with_progress(task, out, scenes, seed)
+    for split in ("train", "val", "test"):
+        console.print(f"wrote {out / f'{split}.h5'}")
+
+
+@data_app.command("planted")
+def planted(
+    task: Annotated[str, typer.Option("--task", help="rsa or ga: the op the world plants")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="folder for train/val/test .h5")],
+    scenes: Annotated[
+        int, typer.Option("--scenes", min=10, help="train scenes (val: 1/4, test: 1/2)")
+    ] = 2000,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+) -> None:
+    """Generate a planted VQA world, answerable only with RSA or only with GA (docs/planted.md)."""
+    from mmnasdsl.data.planted import TASKS
+    from mmnasdsl.data.resolve import generate_planted_with_progress
+
+    if task not in TASKS:
+        raise UsageError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
+    generate_planted_with_progress(task, out, scenes, seed)
     for split in ("train", "val", "test"):
         console.print(f"wrote {out / f'{split}.h5'}")
 

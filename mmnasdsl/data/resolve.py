@@ -1,9 +1,12 @@
-"""Where a spec's data lives: the `--data` folder, an `h5(root)` folder, or a `shapes` cache.
+"""Where a spec's data lives: the `--data` folder, an `h5(root)` folder, or a built-in
+world's cache (`shapes`, `planted`).
 
 `shapes` data is generated on first use into `data/shapes/<task>-<scenes>-<seed>-v<world>/`
 under $MMNASDSL_DATA (default: `data/` in the working directory), so every command runs on
 a fresh machine with no download and the second run reuses the files; `<world>` is
-`shapes.WORLD_VERSION`, so files of an older world are never reused.
+`shapes.WORLD_VERSION`, so files of an older world are never reused. `planted` data
+(VQA only) goes likewise into `data/planted/<rsa|ga>-<scenes>-<seed>-v<world>/`, keyed by
+`planted.WORLD_VERSION`.
 """
 
 from __future__ import annotations
@@ -30,8 +33,15 @@ def shapes_folder(task: str, scenes: int, seed: int) -> Path:
     return data_root() / "shapes" / f"{task}-{scenes}-{seed}-v{WORLD_VERSION}"
 
 
+def planted_folder(task: str, scenes: int, seed: int) -> Path:
+    from mmnasdsl.data.planted import WORLD_VERSION
+
+    return data_root() / "planted" / f"{task}-{scenes}-{seed}-v{WORLD_VERSION}"
+
+
 def resolve(spec: Spec, kind: str, data: str | None = None) -> Path:
-    """The folder with train.h5/val.h5/test.h5 for this spec; generates `shapes` when missing.
+    """The folder with train.h5/val.h5/test.h5 for this spec; generates `shapes` or
+    `planted` data when missing.
 
     Args:
         spec: a checked spec; its `data` section names the source.
@@ -45,6 +55,17 @@ def resolve(spec: Spec, kind: str, data: str | None = None) -> Path:
         if not settings.root:
             raise DataError(f'{spec.source}: data h5(...) needs root = "FOLDER"')
         return _existing(Path(settings.root), "data h5(root)")
+    if settings.source == "planted":
+        if kind != "vqa":
+            raise DataError(
+                f"{spec.source}: planted data is VQA data, but the head's data kind is "
+                f"{kind!r} (use head vqa(...))"
+            )
+        assert settings.task is not None  # DataSettings requires it
+        folder = planted_folder(settings.task, settings.scenes, settings.seed)
+        if not all((folder / f"{s}.h5").is_file() for s in SPLIT_NAMES):
+            generate_planted_with_progress(settings.task, folder, settings.scenes, settings.seed)
+        return folder
     if kind not in SHAPES_TASKS:
         raise DataError(
             f"{spec.source}: the built-in shapes world has no {kind!r} data "
@@ -72,6 +93,18 @@ def generate_with_progress(task: str, folder: Path, scenes: int, seed: int) -> N
     total = sum(split_sizes(scenes).values())
     with Progress(transient=True) as bar:
         job = bar.add_task(f"generating shapes {task} ({scenes} scenes) in {folder}", total=total)
+        generate(task, folder, scenes, seed, progress=lambda n: bar.advance(job, n))
+
+
+def generate_planted_with_progress(task: str, folder: Path, scenes: int, seed: int) -> None:
+    """Generate `planted` stores (task "rsa" or "ga") with a rich progress bar on stderr."""
+    from rich.progress import Progress
+
+    from mmnasdsl.data.planted import generate, split_sizes
+
+    total = sum(split_sizes(scenes).values())
+    with Progress(transient=True) as bar:
+        job = bar.add_task(f"generating planted {task} ({scenes} scenes) in {folder}", total=total)
         generate(task, folder, scenes, seed, progress=lambda n: bar.advance(job, n))
 
 

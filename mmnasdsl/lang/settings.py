@@ -188,17 +188,25 @@ class TrainSettings(Settings):
 
 
 class DataSettings(Settings):
-    """`data shapes(...)` (the built-in world) or `data h5(root = "DIR")` (imported stores)."""
+    """`data shapes(...)` (the built-in world), `data planted(task = rsa|ga, ...)` (the
+    built-in worlds that plant one op, docs/planted.md) or `data h5(root = "DIR")`."""
 
-    source: Literal["shapes", "h5"] = "shapes"
+    source: Literal["shapes", "planted", "h5"] = "shapes"
     root: str | None = Field(None, description="folder with train/val/test .h5 stores")
-    scenes: int = Field(2000, ge=10, description="shapes: scenes in the train split")
-    seed: int = Field(0, ge=0, description="shapes: generator seed")
+    task: Literal["rsa", "ga"] | None = Field(
+        None, description="planted: the world, and the op it plants (RSA or GA)"
+    )
+    scenes: int = Field(2000, ge=10, description="shapes, planted: scenes in the train split")
+    seed: int = Field(0, ge=0, description="shapes, planted: generator seed")
 
     @model_validator(mode="after")
-    def _h5_root(self) -> DataSettings:
+    def _source_options(self) -> DataSettings:
         if self.source == "h5" and not self.root:
             raise ValueError('h5 data needs root = "DIR", the folder of its .h5 stores')
+        if self.source == "planted" and self.task is None:
+            raise ValueError("planted data needs task = rsa or task = ga")
+        if self.source != "planted" and self.task is not None:
+            raise ValueError(f"task is an option of planted data, not of {self.source}")
         return self
 
 
