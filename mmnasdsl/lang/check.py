@@ -582,6 +582,20 @@ def _pydantic_message(err: dict[str, Any]) -> str:
     return f"{_show(value)} {msg[0].lower()}{msg[1:]}" if value is not None else msg
 
 
+def validation_message(exc: ValidationError, names: dict[str, str] | None = None) -> str:
+    """A pydantic ValidationError in the checker's words, one part per error:
+    `--epochs: -1 is out of range (must be >= 0)`; `names` maps a field to what the user
+    typed for it (a flag), else the field is quoted."""
+    parts = []
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        key = str(loc[0]) if loc else None
+        name = (names or {}).get(key, f"'{key}'") if key else ""
+        message = _pydantic_message(err)
+        parts.append(f"{name}: {message}" if name else message)
+    return "; ".join(parts)
+
+
 def _expected_for(schema: type[BaseModel], key: str | None) -> str:
     field = schema.model_fields.get(key) if key else None
     if field is None:
