@@ -92,7 +92,7 @@ def vqa_labels(answers: list[str]) -> Any:
             values.append(v)
             types.append(ANSWER_TYPES.index(s.label["answer_type"]) if s.label else -1)
         return {
-            "vqa/answers": answers,
+            "vqa/answers": np.array(answers, dtype=object),  # strings even when empty
             "vqa/raw_answers": np.array(raw, dtype=object).reshape(-1, 10),
             "vqa/score_offsets": np.concatenate([[0], np.cumsum([len(i) for i in ids])]),
             "vqa/score_ids": np.concatenate([np.zeros(0, np.int32), *ids]),
