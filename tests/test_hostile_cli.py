@@ -16,7 +16,7 @@ import torch
 from _runkit import make_data, tiny_spec_text
 from _specs import ROOT
 
-from mmnasdsl.cli import EXIT_BUG, EXIT_ERROR, EXIT_INTERRUPTED, main
+from mmnasdsl.cli import EXIT_BUG, EXIT_CODES, EXIT_ERROR, EXIT_INTERRUPTED, main
 
 SHAPES = str(ROOT / "specs" / "shapes-vqa.mmnas")  # a search space
 MCAN = str(ROOT / "specs" / "mcan.mmnas")  # a concrete spec
@@ -108,6 +108,12 @@ def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 0
     for part in ("0 ok", "1 a bad spec", "70 an internal error (a bug)", "130 interrupted"):
         assert part in text
+
+
+def test_the_readme_documents_every_exit_code() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for code in EXIT_CODES:
+        assert f"\n| {code} | " in readme, code
 
 
 # ---------------------------------------------------------------------- output paths
