@@ -53,7 +53,7 @@ MAX_BLOCKS = 4096
 # Candidate names compared for did-you-mean suggestions per spec: a spec with thousands of
 # unknown names among thousands of pools would otherwise spend minutes on suggestions
 # nobody reads (only the first `errors.MAX_SHOWN` errors are printed).
-SUGGESTION_BUDGET = 200_000
+SUGGESTION_BUDGET = 50_000
 MAX_SHOWN_VALUE = 60  # characters of a value quoted in a message
 
 SECTIONS: dict[str, type[BaseModel]] = {"search": SearchSettings, "train": TrainSettings}
@@ -89,6 +89,7 @@ class Checker:
         self.inputs = spec.inputs
         self.pool_names = list(dict.fromkeys(d.name for d in spec.of_type(PoolDecl)))
         self.budget = SUGGESTION_BUDGET
+        self.ref_hints: dict[str, str] = {}  # unknown op/pool name -> its suggestion
 
     def error(self, message: str, span: Span, hint: str | None = None) -> None:
         self.diags.append(Diagnostic(message, span, hint))
@@ -241,10 +242,12 @@ class Checker:
         if ref.name in self.ops or ref.name in self.pools:
             return True
         pool_names = self.pool_names
-        names = list(self.ops) + pool_names
         pools = f", or a pool: {_one_of(pool_names)}" if pool_names else ""
+        if ref.name not in self.ref_hints:  # (a name written many times is matched once)
+            names = list(self.ops) + pool_names
+            self.ref_hints[ref.name] = self.suggest(ref.name, names)
         self.error(
-            f"unknown op or pool '{ref.name}'{self.suggest(ref.name, names)}",
+            f"unknown op or pool '{ref.name}'{self.ref_hints[ref.name]}",
             ref.span,
             f"expected an op: {_one_of(self.ops)}{pools}",
         )
