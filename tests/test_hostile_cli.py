@@ -84,6 +84,7 @@ def tiny_net(tmp_path_factory: pytest.TempPathFactory) -> str:
         (("data", "shapes", "--task", "vqa", "-o", "x", "--scenes", "1" + "0" * 20), "--scenes"),
         (("search", "--epoch", "3", SHAPES), "--epoch"),
         (("search", "--epochs", "abc", SHAPES), "--epochs"),
+        (("search", "--resume", SHAPES), "--resume needs -o"),
     ],
 )
 def test_bad_flags_name_the_flag(

@@ -200,7 +200,7 @@ def run_dir_for(
     if dist.is_main:
         target = Path(out) if out is not None else runs.default_run_dir(spec_path)
         created = not target.exists()
-        path = runs.prepare_run_dir(target, spec_path, resume=resume, marker=marker)
+        path = runs.prepare_run_dir(out, spec_path, resume=resume, marker=marker)
     return Path(distributed.broadcast_object(str(path) if path else None, dist)), created
 
 
