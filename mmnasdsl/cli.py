@@ -117,7 +117,8 @@ def expected_failure(exc: BaseException) -> str | None:
     - pydantic's ValidationError: settings built from values no flag or spec checked;
     - OSError: a file or folder that cannot be read or written (no such file, permission,
       a read-only or full disk), named with its path;
-    - MemoryError: a network or batch too large for this machine.
+    - MemoryError, or torch's OutOfMemoryError (a device's memory): a network or batch
+      too large for this machine.
     """
     from pydantic import ValidationError
 
@@ -129,7 +130,7 @@ def expected_failure(exc: BaseException) -> str | None:
         where = f"{exc.filename}: " if exc.filename else ""
         reason = exc.strerror or str(exc) or type(exc).__name__
         return f"{where}{reason}"
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return "out of memory; try a smaller batch, model or data set"
     return None
 

@@ -341,3 +341,24 @@ def test_data_info_on_damaged_stores(
         with h5py.File(store, "r+") as f:
             f.attrs[key] = value
         assert "format_version" in refused(capsys, "data", "info", str(store))
+
+
+def test_which_stray_exceptions_are_the_inputs_and_which_are_bugs() -> None:
+    from pydantic import ValidationError
+
+    from mmnasdsl.cli import expected_failure
+    from mmnasdsl.lang.settings import TrainSettings
+
+    with pytest.raises(ValidationError) as info:
+        TrainSettings(epochs=-3)
+    assert expected_failure(info.value) == (
+        "invalid settings: 'epochs': -3 is out of range (must be >= 1)"
+    )
+    assert expected_failure(PermissionError(13, "Permission denied", "/x")) == (
+        "/x: Permission denied"
+    )
+    assert "out of memory" in str(expected_failure(MemoryError()))
+    oom = type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory")
+    assert "out of memory" in str(expected_failure(oom))
+    for bug in (KeyError("k"), RecursionError(), AttributeError("a"), RuntimeError("r")):
+        assert expected_failure(bug) is None
