@@ -10,13 +10,13 @@ user's spec meets: `mmnasdsl.loads` (parse + check), and for a mutant that parse
 formatter's round trip (`fmt`); for one that passes the check, `build_graph` (`info`,
 `render`). It returns the name of the first exception that is not the project's own.
 
-    python tests/_fuzz.py 10000       # counts cases and exceptions by type (any checkout)
+    python tests/_fuzz.py 10000 --seed 1 --timeout 20 --memory 4096 --log cases.tsv
+        # counts cases and exceptions by type; PYTHONPATH picks the checkout to test
 """
 
 from __future__ import annotations
 
 import random
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -251,23 +251,55 @@ def bases() -> list[str]:
     return [p.read_text(encoding="utf-8") for p in SHIPPED]
 
 
-def census(n: int, seed: int = 0) -> tuple[Counter[str], list[tuple[int, str]]]:
-    """Run cases 0..n-1 of `seed`: exceptions by type, and the first few failures."""
+class CaseTimeout(Exception):
+    """A case ran longer than the census allows (an older checkout can take minutes)."""
+
+
+def census(
+    n: int, seed: int = 0, timeout: int = 0, log: Path | None = None
+) -> tuple[Counter[str], list[tuple[int, str]]]:
+    """Run cases 0..n-1 of `seed`: exceptions by type, and the first few failures; with
+    `timeout` (seconds), a case running longer counts as `CaseTimeout`; with `log`, one
+    line per failing case (case, type, message) is appended there as it happens."""
+    import signal
+
+    def expire(*_: object) -> None:
+        raise CaseTimeout(f"more than {timeout} s")
+
+    signal.signal(signal.SIGALRM, expire)
     texts = bases()
     by_type: Counter[str] = Counter()
     examples: list[tuple[int, str]] = []
     for case in range(n):
+        signal.alarm(timeout)
         found = run_case(mutant(seed, case, texts))
+        signal.alarm(0)
         if found is not None:
             by_type[found.split(":")[0]] += 1
             if len(examples) < 10:
                 examples.append((case, found))
+            if log is not None:
+                with log.open("a", encoding="utf-8") as f:
+                    f.write(f"{case}\t{found}\n")
     return by_type, examples
 
 
 if __name__ == "__main__":
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    found, first = census(count, int(sys.argv[2]) if len(sys.argv) > 2 else 0)
-    print(f"{count} cases, {sum(found.values())} with exceptions: {dict(found)}")
+    import argparse
+    import resource
+
+    ap = argparse.ArgumentParser(description="count the exceptions of fuzzer cases")
+    ap.add_argument("n", type=int, nargs="?", default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=int, default=0, help="seconds per case (0: none)")
+    ap.add_argument("--memory", type=int, default=0, help="address-space cap, MB (0: none)")
+    ap.add_argument("--log", type=Path, default=None, help="append each failing case here")
+    args = ap.parse_args()
+    if args.memory:
+        resource.setrlimit(resource.RLIMIT_AS, (args.memory << 20, args.memory << 20))
+    found, first = census(args.n, args.seed, args.timeout, args.log)
+    print(
+        f"{args.n} cases (seed {args.seed}), {sum(found.values())} with exceptions: {dict(found)}"
+    )
     for case, what in first:
         print(f"  case {case}: {what}")
