@@ -176,7 +176,10 @@ JSON_VALUES = st.recursive(
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(field=QUESTION_FIELDS, value=JSON_VALUES)
 def test_any_value_in_a_question_is_read_or_refused(tmp_path: Path, field: str, value: Any) -> None:
