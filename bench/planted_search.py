@@ -233,14 +233,22 @@ def run_fixed(
         runner.mark_session()
 
 
-def execute(space: bp.Space, results: Path, seeds: Sequence[int], args: argparse.Namespace) -> list:
-    """Searches first, then the gap's nets (two rounds), then the random nets."""
-    failures = run_searches(space, results, seeds, args)
-    if not args.no_gap:
-        failures += run_fixed(space, results, gap_keys(space, results, seeds), args)
-        failures += run_fixed(space, results, gap_keys(space, results, seeds), args)
-    randoms = [(k, s) for s in seeds for k in random_keys(space, s)]
-    return failures + run_fixed(space, results, randoms, args)
+def execute(
+    spaces: Sequence[bp.Space], results: Path, seeds: Sequence[int], args: argparse.Namespace
+) -> list[str]:
+    """Every space's searches first, then their random nets, then the gap's nets (two
+    rounds: the nets without the op at the first seed, then the best of them and its two
+    changes at every seed), so that a run stopped early has the most telling units."""
+    failures: list[str] = []
+    for space in spaces:
+        failures += run_searches(space, results, seeds, args)
+    for space in spaces:
+        randoms = [(k, s) for s in seeds for k in random_keys(space, s)]
+        failures += run_fixed(space, results, randoms, args)
+    for _ in range(2 * (not args.no_gap)):
+        for space in spaces:
+            failures += run_fixed(space, results, gap_keys(space, results, seeds), args)
+    return failures
 
 
 # -------------------------------------------------------------------------- reporting
@@ -524,8 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = args.doc or (results / "results.md" if args.tiny else DOC)
     failures: list[str] = []
     if not args.report:
-        for task in args.task or world.TASKS:
-            failures += execute(bp.load_space(task, args.tiny), results, seeds, args)
+        spaces = [bp.load_space(task, args.tiny) for task in args.task or world.TASKS]
+        failures += execute(spaces, results, seeds, args)
     write_doc(doc, report([bp.load_space(t, args.tiny) for t in world.TASKS], results, seeds))
     print(f"tables: {doc}", flush=True)
     for f in failures:
