@@ -399,3 +399,23 @@ def test_bench_search_reads_history_and_draws_seeded_random_nets() -> None:
     assert keys == bs.random_keys(space, 3) and keys != bs.random_keys(space, 4)
     assert len(keys) == bs.N_RANDOM and set(keys) <= set(bs.bp.cells(space))
     assert bs.arch_of_key("sa/rsa-ffn") == arch
+
+
+def test_bench_search_tiny_run_records_and_reports(tmp_path: Path) -> None:
+    bs = load_bench_search()
+    results, doc = tmp_path / "res", tmp_path / "results.md"
+    doc.write_text("# Results\n\nThe text stays.\n", encoding="utf-8")
+    argv = ["--tiny", "--inprocess", "--task", "rsa", "--results", str(results)]
+    assert bs.main([*argv, "--doc", str(doc)]) == 0
+    searched = bs.ablation.read_results(results / "rsa" / "search.jsonl")
+    assert len(searched) == 1 and searched[0]["cell"] == bs.SEARCHED
+    rec = searched[0]
+    assert rec["search_wall"] > 0 and rec["search_cpu"] > 0 and rec["search_epochs"] >= 1
+    assert set(rec) >= {"holds_op", "stable", "search_arch", "test", "entropy"}
+    fixed = {r["cell"] for r in bs.ablation.read_results(results / "rsa" / "results.jsonl")}
+    assert set(bs.random_keys(bs.bp.load_space("rsa", tiny=True), 0)) <= fixed
+    text = doc.read_text(encoding="utf-8")
+    assert "The text stays." in text and "## Does the search find it?" in text
+    assert text.count(bs.BEGIN) == 1 and "searched (full pool)" in text
+    assert bs.main([*argv, "--doc", str(doc), "--report"]) == 0
+    assert doc.read_text(encoding="utf-8").count(bs.BEGIN) == 1
