@@ -95,6 +95,7 @@ def _parser(grammar: str = "mmnas.lark") -> Lark:
     """
     return Lark(
         _grammar(grammar),
+        import_paths=[str(GRAMMARS)],  # a kind's grammar imports values.lark
         parser="lalr",
         lexer="basic",
         propagate_positions=True,
