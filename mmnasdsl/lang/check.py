@@ -568,8 +568,10 @@ def describe_type(annotation: Any) -> str:
     if origin in (Union, UnionType):
         return " or ".join(describe_type(a) for a in args if a is not type(None))
     if origin is tuple:
-        if len(args) == 2 and args[1] is not Ellipsis:
+        if args == (int, int):
             return "a ratio like 4:1"
+        if len(args) == 2 and args[1] is not Ellipsis:
+            return "a list of two names like [a, b]"
         return "a list like [10, 12]"
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     if annotation in names:

@@ -326,7 +326,7 @@ def parse(text: str, source: str = "<string>") -> Spec:
         _comment_sink.tokens = None
     statements = kind.transformer().transform(tree)
     kept = tuple(Comment(text=str(t).rstrip(), span=_tok_span(t)) for t in comments)
-    return Spec(statements=statements, source=source, comments=kept)
+    return kind.spec_class(statements=statements, source=source, comments=kept)
 
 
 def _kind(text: str, source: str) -> SpaceKind:

@@ -151,6 +151,16 @@ class SearchSettings(Settings):
         "all of them (the reference's)",
     )
     clip: float = Field(1.0, gt=0, description="gradient-norm clip of W")
+    alternate: Literal["steps", "epochs"] = Field(
+        "steps",
+        description="steps: a θ step after every update_ratio W steps (MMnas); epochs: a pass "
+        "of W steps over D_m, then a pass of θ steps over D_a, every epoch (BM-NAS)",
+    )
+    keep: Literal["last", "best"] = Field(
+        "last",
+        description="the answer written: the searcher's current one, or the one of the search "
+        "epoch with the best D_a metric (BM-NAS)",
+    )
 
     @field_validator("split", mode="before")
     @classmethod
