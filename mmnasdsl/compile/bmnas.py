@@ -1,8 +1,8 @@
 """BM-NAS as PyTorch modules (Yin et al., AAAI 2022; the official code's facts in notes §1-6).
 
 - `Adapter`: a tap (B, C_in, *dims) -> adaptive max pool to (C_in, L) -> 1x1 conv to C ->
-  BatchNorm -> ReLU -> dropout -> (B, C, L). `model { pool = sequence }` pools the first axis
-  to L and max-reduces the rest (NTU, Ego); `pool = grid` pools the first two axes to a
+  BatchNorm -> ReLU -> dropout -> (B, C, L). `model { pooling = sequence }` pools the first axis
+  to L and max-reduces the rest (NTU, Ego); `pooling = grid` pools the first two axes to a
   √L x √L grid and flattens it (MM-IMDB). A vector is replicated along L.
 - `FusionCell`: its pair (x, y), then its steps, each a fusion op (`ops.fusion`) over two
   earlier inner states; the last `concat` steps concatenated (and mapped back to C by a 1x1
@@ -48,7 +48,7 @@ class Adapter(nn.Module):
 
     def __init__(self, channels_in: int, s: BMNasModel) -> None:
         super().__init__()
-        self.kind, self.length, self.grid = s.pool, s.length, s.grid
+        self.kind, self.length, self.grid = s.pooling, s.length, s.grid
         self.conv = nn.Conv1d(channels_in, s.channels, 1)
         self.bn = nn.BatchNorm1d(s.channels)
         self.act = nn.ReLU()

@@ -28,7 +28,7 @@ class BMNasModel(Settings):
     )
     length: int = Field(8, ge=1, le=4096, description="L: positions of every tap after the adapter")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout of the adapters and fusion ops")
-    pool: Literal["sequence", "grid"] = Field(
+    pooling: Literal["sequence", "grid"] = Field(
         "sequence",
         description="adapter pooling: the first axis to L, the rest max-reduced (NTU, Ego), or "
         "the first two axes to a √L x √L grid, flattened (MM-IMDB)",
@@ -44,13 +44,13 @@ class BMNasModel(Settings):
 
     @model_validator(mode="after")
     def _grid_square(self) -> BMNasModel:
-        if self.pool == "grid" and math.isqrt(self.length) ** 2 != self.length:
-            raise ValueError(f"pool = grid needs a square length, got length = {self.length}")
+        if self.pooling == "grid" and math.isqrt(self.length) ** 2 != self.length:
+            raise ValueError(f"pooling = grid needs a square length, got length = {self.length}")
         return self
 
     @property
     def grid(self) -> int:
-        """The side of the grid (pool = grid): L = grid²."""
+        """The side of the grid (pooling = grid): L = grid²."""
         return math.isqrt(self.length)
 
 
