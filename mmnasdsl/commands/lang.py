@@ -79,11 +79,12 @@ def fmt_cmd(
 
 
 def ops_cmd() -> None:
-    """List the registered ops, what each needs besides its stream, and what it computes."""
+    """List the registered ops (MMnas blocks, then BM-NAS's fusion ops) and what each does."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    from mmnasdsl.ops import OPS
+    from mmnasdsl.ops import FUSION_OPS, OPS
 
     table = Table("op", "needs", "what it computes", box=None)
     for name in OPS.names():
@@ -92,6 +93,11 @@ def ops_cmd() -> None:
         doc = (cls.__doc__ or "").strip().splitlines()
         table.add_row(name, needs, doc[0] if doc else "")
     Console(width=120).print(table)
+    fusion = Table("fusion op (BM-NAS)", "what it computes from x, y", box=None)
+    for name in FUSION_OPS.names():
+        doc = (FUSION_OPS[name].__doc__ or "").strip().splitlines()
+        fusion.add_row(name, escape(doc[0]) if doc else "")  # `cat[x, y]` is not markup
+    Console(width=120).print(fusion)
 
 
 def convert_cmd(

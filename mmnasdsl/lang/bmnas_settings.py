@@ -10,7 +10,7 @@ sections are the MMnas ones (`lang.settings`).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 class BMNasModel(Settings):
     """`model NAME { ... }`: the fusion network's sizes (BM-NAS §3; notes §1.2, §4)."""
+
+    related: ClassVar[tuple[str, ...]] = ("pooling", "length")
+    hint: ClassVar[str] = "expected a length that is a square (4, 9, 16, ...) with pooling = grid"
 
     channels: int = Field(
         128, ge=1, le=8192, description="C: channels of every tap after the adapter"
@@ -57,6 +60,11 @@ class BMNasModel(Settings):
 class TapSettings(Settings):
     """`NAME = tap(channels = C, length = n)` inside `input MODALITY { ... }`: one backbone
     layer's features per sample, (C, n), or (C, *shape) for maps, or (C,) for a vector."""
+
+    related: ClassVar[tuple[str, ...]] = ("shape", "length")
+    hint: ClassVar[str] = (
+        "expected tap(channels = C, length = n) or tap(channels = C, shape = [...])"
+    )
 
     channels: int = Field(ge=1, le=1_000_000, description="C_in: the tap's channels")
     length: int | None = Field(None, ge=1, description="positions of a 1-D tap (omit: a vector)")

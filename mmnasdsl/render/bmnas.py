@@ -79,6 +79,7 @@ class FusionDrawer:
     """Adds one BM-NAS graph (`compile.bmnas_graph.FusionGraph`) as cluster `s<k>`."""
 
     theta_for = staticmethod(theta_for)
+    splines = "spline"  # curved edges: the orthogonal router fails on some cell layouts
 
     def __init__(self, k: int, graph: Any, theta: ProbMap | None, registry: list[str]) -> None:
         self.k, self.graph, self.g = k, graph, graph.g

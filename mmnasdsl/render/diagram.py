@@ -520,10 +520,15 @@ def render(
     if len(thetas) != len(graphs):
         raise MmnasError(f"got θ for {len(thetas)} graphs but {len(graphs)} graphs to draw")
     registry = registered_ops()
+    drawers = [DRAWERS.get(getattr(g.spec, "kind", "mmnas")) for g in graphs]
     dot = graphviz.Digraph("mmnas")
     dot.attr(
         rankdir="BT",
-        splines="ortho",
+        # right angles suit columns of blocks; a drawer may need curves (BM-NAS cells, where
+        # Graphviz's orthogonal router fails on some layouts)
+        splines="ortho"
+        if all(getattr(d, "splines", "ortho") == "ortho" for d in drawers)
+        else "spline",
         nodesep="0.25",
         ranksep="0.18",
         fontname="Helvetica",
@@ -537,9 +542,8 @@ def render(
     )
     dot.attr("node", fontname="Helvetica", fontsize="11", margin="0.05,0.03", height="0.3")
     dot.attr("edge", arrowsize="0.7")
-    for k, (graph, th) in enumerate(zip(graphs, thetas, strict=True)):
-        kind = getattr(graph.spec, "kind", "mmnas")
-        DRAWERS.get(kind)(k, graph, th, registry).draw(dot)
+    for k, (drawer, graph, th) in enumerate(zip(drawers, graphs, thetas, strict=True)):
+        drawer(k, graph, th, registry).draw(dot)
     return dot
 
 

@@ -233,6 +233,10 @@ class SearchDriver(Loop):
         self.write_outputs(record)  # before the checkpoint: a kill in between replays the epoch
         self.save()
 
+    def picks(self) -> str:
+        """What the answer is, for the arch.mmnas header and the log."""
+        return "best-scored" if self.s.keep == "best" else self.searcher.picks
+
     def answer(self) -> Arch:
         """What the run writes: the searcher's answer, or (`keep = best`) the candidate of the
         search epoch with the best D_a metric so far."""
@@ -276,7 +280,7 @@ class SearchDriver(Loop):
     def arch_text(self, record: dict[str, Any]) -> str:
         concrete = self.space_kind.concrete(self.job.spec, self.space, self.answer())
         stop = " (final)" if self.state.done else ""
-        picks = "best-scored" if self.s.keep == "best" else self.searcher.picks
+        picks = self.picks()
         header = (
             f"# mmnasdsl search ({self.job.searcher}): {picks} architecture after "
             f"epoch {record['epoch']}/{self.total_epochs}{stop}, {record['phase']} phase\n"
@@ -323,16 +327,16 @@ class SearchDriver(Loop):
         return (
             f"epoch {r['epoch']}/{self.total_epochs} ({r['phase']}): loss {r['loss_w']:.4f}"
             f"{theta}, D_a {r['metric_name']} {r['metric']:.2f}, {r['seconds']:.0f}s; "
-            f"{self.searcher.picks} {arch}"
+            f"{self.picks()} {arch}"
         )
 
     def _log_start(self) -> None:
         log.info(
-            "search %s: %d blocks, %s architectures; |D_m| %d, |D_a| %d; warm-up %d + "
+            "search %s: %d choice points, %s architectures; |D_m| %d, |D_a| %d; warm-up %d + "
             "search %d epochs, searcher %s",
             self.job.spec.source,
             len(self.space.points),
-            f"{self.space.size:,}",
+            f"{self.job.spec.search_space_size():,}",
             len(self.d_m),
             len(self.d_a),
             self.s.warmup,
