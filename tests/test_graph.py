@@ -159,11 +159,16 @@ def test_info_needs_no_torch_and_no_memory_at_any_size(tmp_path: Path) -> None:
         .replace("d_model = 512", "d_model = 512  relation_dim = 300000000")
     )
     (tmp_path / "big.mmnas").write_text(text)
+    # The child's own peak: Linux keeps ru_maxrss across fork and exec, so it would report
+    # the pytest process's size; VmHWM belongs to the child's address space.
+    peak = (
+        "next((int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')),"
+        " resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) // 1024"
+    )
     code = (
         "import sys, resource, mmnasdsl; from mmnasdsl.compile.graph import build_graph; "
         f"g = build_graph(mmnasdsl.load({str(tmp_path / 'big.mmnas')!r})); "
-        "print(g.params()['total'], 'torch' in sys.modules, "
-        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+        f"print(g.params()['total'], 'torch' in sys.modules, {peak})"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     total, torch_loaded, rss_mb = out.stdout.split()
