@@ -9,6 +9,8 @@ validation accuracy is metrics.json's best epoch.
 
     nice python bench/bmnas_xor.py [--seeds 0,1,2,3,4] [--train-seeds 0,1,2]
                                    [--results runs/bmnas-xor] [--threads 1]
+    nice python bench/bmnas_xor.py --pairs 10   # then: the found net on each of the 15
+                                                # pairs of taps, 10 epochs, train seed 0
 
 Prints a markdown table per part and writes RESULTS/results.json. A finished unit (its
 metrics.json or final history.json exists) is not run again.
@@ -60,13 +62,47 @@ def reaches(spec: BMNasSpec, a: str, b: str) -> bool:
     return False
 
 
-def wrong_pair(spec: BMNasSpec) -> BMNasSpec:
-    """The same net with the cell that fuses the planted pair re-paired to WRONG."""
+def repaired(spec: BMNasSpec, pair: tuple[str, str]) -> BMNasSpec:
+    """The net with the cell that fuses the planted pair on `pair` instead."""
     cells = [
-        c.model_copy(update={"inputs": WRONG}) if set(c.inputs or ()) == set(PLANTED) else c
+        c.model_copy(update={"inputs": pair}) if set(c.inputs or ()) == set(PLANTED) else c
         for c in spec.cells()
     ]
     return spec.replace_cells(cells)
+
+
+def pair_probe(base: BMNasSpec, out: Path, threads: int, epochs: int) -> list[dict[str, Any]]:
+    """The found net with its planted-pair cell on each pair of taps in turn (train seed 0)."""
+    rows = []
+    taps = base.tap_names
+    for i, a in enumerate(taps):
+        for b in taps[i + 1 :]:
+            path = out / f"pair-{a}-{b}.mmnas"
+            net = repaired(base, (a, b))
+            path.write_text(
+                format_spec(net, header=f"the found net, its planted cell on ({a}, {b})")
+            )
+            run = out / f"pair-{a}-{b}-train"
+            if not (run / "metrics.json").exists():
+                mmnasdsl_cmd(
+                    "train",
+                    str(path),
+                    "-o",
+                    str(run),
+                    "--seed",
+                    "0",
+                    "--epochs",
+                    str(epochs),
+                    threads=threads,
+                )
+            rows.append(
+                {
+                    "pair": f"({a}, {b})",
+                    "accuracy": val_accuracy(run),
+                    "both": reaches(net, *PLANTED),
+                }
+            )
+    return rows
 
 
 def val_accuracy(run: Path) -> float:
@@ -140,9 +176,32 @@ def main() -> None:
     ap.add_argument("--train-seeds", default="0,1,2")
     ap.add_argument("--results", default="runs/bmnas-xor")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        metavar="EPOCHS",
+        help="only the probe: the found net on every pair, trained EPOCHS epochs",
+    )
     args = ap.parse_args()
     out = (ROOT / args.results).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.pairs:
+        base = mmnasdsl.load(out / "found.mmnas")
+        assert isinstance(base, BMNasSpec)
+        rows = pair_probe(base, out, args.threads, args.pairs)
+        (out / "pairs.json").write_text(json.dumps(rows, indent=1) + "\n")
+        print(
+            table(
+                rows,
+                [
+                    ("c1's pair", "{pair}"),
+                    ("val accuracy", "{accuracy:.1f}"),
+                    ("some cell sees a2 and b0", "{both}"),
+                ],
+            )
+        )
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     train_seeds = [int(s) for s in args.train_seeds.split(",")]
 
@@ -156,7 +215,7 @@ def main() -> None:
     base = mmnasdsl.load(searches[0]["arch"])
     assert isinstance(base, BMNasSpec)
     found_path, wrong_path = out / "found.mmnas", out / "wrong.mmnas"
-    wrong = wrong_pair(base)
+    wrong = repaired(base, WRONG)
     found_path.write_text(format_spec(base, header="the found net of the first search seed"))
     wrong_path.write_text(format_spec(wrong, header=f"that net, its {PLANTED} cell on {WRONG}"))
     sees_planted = reaches(mmnasdsl.load(wrong_path), *PLANTED)  # type: ignore[arg-type]
