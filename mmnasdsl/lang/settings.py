@@ -156,6 +156,10 @@ class SearchSettings(Settings):
         description="steps: a θ step after every update_ratio W steps (MMnas); epochs: a pass "
         "of W steps over D_m, then a pass of θ steps over D_a, every epoch (BM-NAS)",
     )
+    searcher: str | None = Field(
+        None,
+        description="the searcher `mmnasdsl search` runs without --searcher (default oneshot)",
+    )
     keep: Literal["last", "best"] = Field(
         "last",
         description="the answer written: the searcher's current one, or the one of the search "
