@@ -227,3 +227,16 @@ def test_classification_report_matches_hand_counts():
     assert m["f1_weighted"] == pytest.approx(100 * (1 + 2 / 3 + 2 * 2 / 3) / 4)
     multi = classification_report(np.array([[1, 0], [1, 1]]), np.array([[1, 0], [0, 1]]))
     assert multi["accuracy"] == pytest.approx(50.0)
+
+
+def test_a_derived_net_builds_no_adapter_for_a_tap_no_cell_reads():
+    text = (VALID / "concrete.mmnas").read_text().replace("cell c2(a1, c1,", "cell c2(a0, c1,")
+    spec = mmnasdsl.loads(text)
+    assert spec.live_taps() == ["a0", "b0"]
+    net = build_model(spec, num_answers=5)
+    assert set(net.adapters) == {"a0", "b0"}
+    batch = random_batch(spec, classes=5)
+    assert net(batch)["logits"].shape == (5, 5)
+    graph = build_graph(spec, num_answers=5)
+    assert graph.params()["total"] == count(net)
+    assert graph.g.nodes["tap:a1"]["params"] == 0

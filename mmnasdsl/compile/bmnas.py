@@ -36,7 +36,15 @@ from torch import Tensor, nn
 from mmnasdsl.compile.supernet import Leg, Route
 from mmnasdsl.heads import build_head, make_task
 from mmnasdsl.lang.bmnas_settings import BMNasModel, bmnas_model, fused_features, taps_of
-from mmnasdsl.lang.bmnas_spec import PAIR, BMNasSpec, CellPlan, ChoiceInfo, choice_points
+from mmnasdsl.lang.bmnas_spec import (
+    PAIR,
+    BMNasSpec,
+    CellPlan,
+    ChoiceInfo,
+    choice_points,
+    inner_states,
+    step_state,
+)
 from mmnasdsl.lang.errors import UsageError
 from mmnasdsl.ops import build_fusion_op
 
@@ -169,10 +177,10 @@ class FusionCell(nn.Module):
         inputs = self.plan.steps[k].inputs
         if inputs is None:
             return None
-        names = [*PAIR, *(f"s{j + 1}" for j in range(k))]
+        names = inner_states(k)
         return names.index(inputs[0]), names.index(inputs[1])
 
-    def forward(self, states: list[Tensor]) -> Tensor:  # states (B, C, L) -> (B, C, L)
+    def forward(self, states: list[Tensor | None]) -> Tensor:  # (B, C, L) -> (B, C, L)
         x, y = self.inputs(states, self.before, None)
         inner = [x, y]
         names = list(PAIR)
@@ -182,7 +190,7 @@ class FusionCell(nn.Module):
                 inner.append(module(a, b, self.routes[(k, "op", None, None)]))
             else:
                 inner.append(module(a, b))
-            names.append(f"s{k + 1}")
+            names.append(step_state(k))
         out = torch.cat(inner[2:][-self.plan.concat :], 1)
         if self.merge is not None:
             out = self.merge(out)
@@ -200,8 +208,9 @@ class FusionNetwork(nn.Module):
         self.spec, self.settings = spec, bmnas_model(spec)
         s = self.settings
         self.taps = spec.tap_names
+        live = spec.live_taps()  # a derived net reads only the taps its cells fuse
         self.adapters = nn.ModuleDict(
-            {name: Adapter(tap.channels, s) for name, tap in taps_of(spec).items()}
+            {name: Adapter(tap.channels, s) for name, tap in taps_of(spec).items() if name in live}
         )
         self.points = choice_points(spec, separate=s.op_inputs == "separate")
         cells, before = [], list(self.taps)
@@ -242,7 +251,9 @@ class FusionNetwork(nn.Module):
     # -- forward ---------------------------------------------------------------------------
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        states = [self.adapters[t](batch[f"tap/{t}"]) for t in self.taps]  # (B, C, L) each
+        states = [  # (B, C, L) each; a tap no cell reads is never computed
+            self.adapters[t](batch[f"tap/{t}"]) if t in self.adapters else None for t in self.taps
+        ]
         for cell in self.cells:
             states.append(cell(states))
         z = torch.cat(states[-self.fused.cells :], 1)  # (B, m·C, L)

@@ -3,7 +3,8 @@
 Nodes (by `kind`):
 
 - `input:<modality>` (`input`): `label`, `taps` (its tap names);
-- `tap:<name>` (`tap`): `modality`, `channels`, `dims`, `params`, `flops` (its adapter);
+- `tap:<name>` (`tap`): `modality`, `channels`, `dims`, `params`, `flops` (its adapter; 0
+  for a tap a derived network does not read, which gets none);
 - `cell:<name>` (`cell`, the cell's output): `index`, `inputs` (the pair, or None:
   searched), `candidates` (the states it may fuse), `concat`, `params` (merge conv and
   norm), `flops`;
@@ -71,6 +72,7 @@ class FusionGraph:
         self.spec = spec
         self.settings = bmnas_model(spec)
         self.taps = taps_of(spec)
+        self.live = spec.live_taps()  # the taps with an adapter
         self.cells = spec.cells()
         self.fused = fused_features(spec)
         self.task = make_task(spec, num_answers)
@@ -93,8 +95,8 @@ class FusionGraph:
                     modality=modality,
                     channels=tap.channels,
                     dims=tap.dims,
-                    params=adapter_params(tap, s),
-                    flops=adapter_flops(tap, s),
+                    params=adapter_params(tap, s) if name in self.live else 0,
+                    flops=adapter_flops(tap, s) if name in self.live else 0,
                 )
                 g.add_edge(f"input:{modality}", f"tap:{name}", kind="tap")
         before = [f"tap:{t}" for t in self.taps]
@@ -175,7 +177,7 @@ class FusionGraph:
         supernet, every candidate: {"total", "adapters", "cells", "head"}."""
         s = self.settings
         out = {
-            "adapters": sum(adapter_params(t, s) for t in self.taps.values()),
+            "adapters": sum(adapter_params(self.taps[t], s) for t in self.live),
             "cells": 0,
             "head": self.head_params(),
         }
@@ -190,7 +192,7 @@ class FusionGraph:
         """Forward FLOPs per sample of the network with these ops (default: the largest)."""
         ops = self.largest_arch() if ops is None else ops
         s = self.settings
-        total = sum(adapter_flops(t, s) for t in self.taps.values())
+        total = sum(adapter_flops(self.taps[t], s) for t in self.live)
         for i, plan in enumerate(self.cells):
             total += cell_flops(plan, s)
             total += sum(get_fusion_op(ops[i][k]).flops(s) for k in range(len(plan.steps)))

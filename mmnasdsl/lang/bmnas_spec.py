@@ -286,6 +286,16 @@ class BMNasSpec(Spec):
             )
         return out
 
+    def live_taps(self) -> list[str]:
+        """The taps the network reads: all of them while some cell's pair is searched (each
+        is a candidate), else those the cells fuse. A derived network builds no adapter for
+        the others (as the official found networks)."""
+        cells = self.cells()
+        if any(c.inputs is None for c in cells):
+            return self.tap_names
+        used = {name for c in cells for name in c.inputs or ()}
+        return [t for t in self.tap_names if t in used]
+
     def states(self) -> list[str]:
         """The upper level's states in order: the taps, then the cells' outputs."""
         return self.tap_names + [c.name for c in self.cell_decls()]
