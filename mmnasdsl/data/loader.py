@@ -218,7 +218,9 @@ class PairDataset(Dataset):
 
 def collate(items: list[Item], kind: DataKind, relations: bool = True) -> dict[str, torch.Tensor]:
     """Pad to the batch's longest sentence and largest object count; masks; R; the kind's
-    label fields."""
+    label fields. A kind with a layout of its own batches its items itself."""
+    if kind.own_layout:
+        return kind.collate(items)
     b = len(items)
     n_words = np.array([len(it["words"]) for it in items])
     n_obj = np.array([len(it["objects"]) for it in items])
