@@ -40,7 +40,7 @@ from mmnasdsl.lang.spec import (
     SpaceDecl,
     Span,
     Spec,
-    _pool_members,
+    pool_members,
 )
 
 PAIR = ("x", "y")  # the names of a cell's two inputs inside it
@@ -145,15 +145,16 @@ class CellPlan(BaseModel):
 
 def _expand_steps(items: tuple[StepItem, ...], pools: dict[str, PoolDecl]) -> list[StepPlan]:
     out: list[StepPlan] = []
+    memo: dict[str, tuple[str, ...]] = {}
 
     def add(item: Ref | Choice | OpCall) -> None:
         if isinstance(item, Choice):
             ops: list[str] = []
             for ref in item.options:
-                ops += [o for o in _pool_members(ref.name, pools, frozenset()) if o not in ops]
+                ops += [o for o in pool_members(ref.name, pools, memo) if o not in ops]
             out.append(StepPlan(index=len(out), ops=tuple(ops), span=item.span))
         else:
-            ops_t = _pool_members(item.name, pools, frozenset())
+            ops_t = pool_members(item.name, pools, memo)
             inputs = (item.x, item.y) if isinstance(item, OpCall) else None
             out.append(StepPlan(index=len(out), ops=ops_t, inputs=inputs, span=item.span))
 
