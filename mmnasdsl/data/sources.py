@@ -1,9 +1,9 @@
-"""Generated data sources other than `shapes`: `data NAME(...)` statements whose stores are
-made on first use (BM-NAS's planted-pair task, `data xor(...)`, in `xor.py`).
+"""Data sources: what a spec's `data NAME(...)` statement names, one registry for all.
 
-A source is a function `(spec) -> Path`: the folder holding the spec's train/val/test
-stores, generated there when missing. `data.resolve` asks this registry before its own
-`shapes` and `h5` sources.
+A source is a function `(spec, kind) -> Path` (`kind`: the task's data kind): the folder
+holding the spec's train/val/test stores, generated there on first use when the source is
+generated. `h5`, `shapes` and `planted` register in `data/resolve.py`, BM-NAS's planted-pair
+task `xor` in `data/xor.py`; a new source is one function registered here.
 """
 
 from __future__ import annotations
@@ -14,4 +14,4 @@ from typing import Any
 
 from mmnasdsl.lang.registry import Registry
 
-SOURCES: Registry[Callable[[Any], Path]] = Registry("data source")
+SOURCES: Registry[Callable[[Any, str], Path]] = Registry("data source")

@@ -53,8 +53,9 @@ def folder_for(spec: Any) -> Path:
 
 
 @SOURCES.register("xor")
-def resolve_xor(spec: Any) -> Path:
-    """The folder of the spec's planted-pair stores, generated when missing."""
+def resolve_xor(spec: Any, kind: str) -> Path:
+    """The folder of the spec's planted-pair stores, generated when missing (any kind: the
+    checker has tied `data xor` to a taps head)."""
     from mmnasdsl.lang.bmnas_settings import xor_data
 
     folder = folder_for(spec)
