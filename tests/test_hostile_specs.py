@@ -78,6 +78,15 @@ def test_integers_beyond_python_limit_are_located_errors(edit: tuple[str, str]) 
     assert diag.span.column in (column, column - 2)  # the number (a ratio: its token)
 
 
+def test_bmnas_step_count_beyond_python_limit_is_a_located_error() -> None:
+    """The BM-NAS grammar's `fusion * N` goes through the same digit bound (the slow
+    fuzzer found it raising Python's int-conversion error)."""
+    text = (ROOT / "specs" / "bmnas-xor.mmnas").read_text(encoding="utf-8")
+    text = text.replace("cell c1 = fusion * 2", "cell c1 = fusion * " + "9" * 5000)
+    diag = refused(text).diagnostics[0]
+    assert diag.message.startswith("integer with") and diag.span.line > 0
+
+
 def test_block_count_too_long_to_print_is_reported() -> None:
     """64 nested repeats of 10^18 - 1: about 10^1152 blocks, reported in a short line."""
     big = "9" * MAX_DIGITS

@@ -15,7 +15,7 @@ from lark import v_args
 from mmnasdsl.lang.bmnas_check import BMNasChecker
 from mmnasdsl.lang.bmnas_spec import BMNasSpec, CellDecl, OpCall, StepRepeat, TapsDecl
 from mmnasdsl.lang.kinds import SpaceKind, register_kind
-from mmnasdsl.lang.parse import MMnasTransformer, _span, _tok_span
+from mmnasdsl.lang.parse import MMnasTransformer, _int, _span, _tok_span
 from mmnasdsl.lang.spec import Arg, Choice, Ref
 
 
@@ -59,7 +59,8 @@ class BMNasTransformer(MMnasTransformer):
 
     def step_repeat(self, meta: Any, c: list[Any]) -> StepRepeat:
         step, count = c
-        return StepRepeat(step=step, count=int(count), span=_span(meta))
+        # through the front end's bound on digits, as every other integer
+        return StepRepeat(step=step, count=_int(str(count), _tok_span(count)), span=_span(meta))
 
 
 BMNAS = register_kind(
