@@ -49,7 +49,7 @@ SEED_MINE, SEED_DRAW = 0x17, 0x3  # generator purposes of the mining and the tri
 class ITMOptions(BaseModel):
     """`head itm(candidates = 64, top_k = 5)`: hard-negative mining."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     candidates: int = Field(64, ge=1, le=100_000, description="random negatives scored per anchor")
     top_k: int = Field(5, ge=1, le=100_000, description="hardest kept; one is drawn per step")
 
