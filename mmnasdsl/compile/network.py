@@ -127,8 +127,10 @@ def needs_relations(spec: Spec) -> bool:
 def relation_convention(spec: Spec) -> str | None:
     """How this spec's batches measure boxes for R (`objects(box_convention)`), or None
     when no block reads R: what the loaders' `relations` argument takes."""
+    if not needs_relations(spec):
+        return None
     name = objects_stream(spec)
-    if name is None or not needs_relations(spec):
+    if name is None:
         return None
     return input_settings(spec, name).box_convention  # type: ignore[union-attr]
 
