@@ -119,8 +119,27 @@ def convert_cmd(
         int | None,
         typer.Option("--epoch", min=0, help="epoch<N> to take or write (default: the last; 0)"),
     ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            help="convert this checkpoint for the concrete spec SOURCE instead: the "
+            "reference's .pkl to an mmnasdsl checkpoint (for eval), or with --to reference "
+            "an mmnasdsl .pt to the reference's layout",
+        ),
+    ] = None,
+    to: Annotated[
+        str,
+        typer.Option("--to", help="with --weights: mmnasdsl (default) or reference"),
+    ] = "mmnasdsl",
 ) -> None:
-    """Convert between the reference's architecture JSON and a concrete spec."""
+    """Convert between the reference's architecture JSON and a concrete spec, or (with
+    --weights) between its checkpoints and mmnasdsl's."""
+    if weights is not None:
+        _convert_weights(source, weights, output, to)
+        return
+    if to != "mmnasdsl":
+        raise UsageError("--to is only for converting --weights")
     if source.suffix.lower() == ".json":
         text = _json_to_spec_text(source, space, epoch)
     else:
@@ -132,6 +151,31 @@ def convert_cmd(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}", err=True)
+
+
+WEIGHT_TARGETS = ("mmnasdsl", "reference")
+
+
+def _convert_weights(spec_path: Path, weights: Path, output: Path | None, to: str) -> None:
+    """`convert --weights`: read, convert, write; notes on conventions that change what the
+    moved weights compute."""
+    import mmnasdsl
+    from mmnasdsl.compile.reference import convention_notes
+    from mmnasdsl.train import runs
+    from mmnasdsl.train import weights as w
+
+    if to not in WEIGHT_TARGETS:
+        raise UsageError(f"--to {to}: expected one of {', '.join(WEIGHT_TARGETS)}")
+    if output is None:
+        raise UsageError("convert --weights writes a checkpoint: give -o OUT")
+    if not weights.is_file():
+        raise UsageError(f"{weights}: no such checkpoint")
+    spec = mmnasdsl.load(spec_path)
+    convert = w.import_reference if to == "mmnasdsl" else w.export_reference
+    runs.save_checkpoint(output, convert(spec, weights))
+    for note in convention_notes(spec):
+        typer.echo(f"note: {spec_path}: {note}; the weights compute another function", err=True)
+    typer.echo(f"wrote {output}", err=True)
 
 
 def _json_to_spec_text(source: Path, space: Path | None, epoch: int | None) -> str:
