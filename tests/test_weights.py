@@ -8,6 +8,7 @@ listing of docs/reference.md), and a fake checkpoint in that layout holds random
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -254,6 +255,18 @@ def test_missing_wrong_shape_and_left_over(tmp_path: Path) -> None:
     assert f"{ENC}.1.0.mlp.linear.bias is 65, but blocks.1.fc2.bias (ref.mmnas:4" in err
     assert "left over: bboxfeat_linear.weight 64x5" in err
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_search_net_checkpoint_is_named(tmp_path: Path) -> None:
+    """A supernet checkpoint of the reference's search scripts says what it is."""
+    _, spec = write(tmp_path, "vqa")
+    ref = fake_reference(net_of(spec), "vqa")
+    state = ref["state_dict"]
+    for key in [k for k in state if ".dag." in k]:
+        state[re.sub(r"(\.dag\.\d+\.0\.)", r"\1candidate_ops.0.", key)] = state.pop(key)
+    torch.save(ref, tmp_path / "ref.pkl")
+    err = failing(tmp_path, "convert", "--weights", "ref.pkl", "ref.mmnas", "-o", "out.pt")
+    assert "search network's checkpoint" in err and "Net_Full" in err
 
 
 def test_heads_must_be_64_wide(tmp_path: Path) -> None:

@@ -247,7 +247,15 @@ def _problems(
     for name in ref:
         if name not in used and name.split(".")[0] not in UNUSED:
             out.append(f"left over: {name} {_shape(ref[name])}, which the spec's network lacks")
+    if any(".candidate_ops." in name for name in ref):
+        out.insert(0, SEARCH_NET_HINT)
     return out
+
+
+SEARCH_NET_HINT = (
+    "this is a search network's checkpoint (`candidate_ops`, from search_*.py); "
+    "convert --weights reads the fixed networks that train_*.py saves (`Net_Full`)"
+)
 
 
 def _shape(t: Tensor) -> str:
