@@ -234,6 +234,20 @@ def test_garbage_file(tmp_path: Path) -> None:
     assert not (tmp_path / "out.pt").exists()
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["-o", "out.pt", "--to", "pytorch"], "--to pytorch: expected one of mmnasdsl, reference"),
+        ([], "give -o OUT"),
+        (["-o", "out.pt", "--epoch", "2"], "--space and --epoch are for architecture files"),
+    ],
+)
+def test_bad_flags(flags: list[str], message: str, tmp_path: Path) -> None:
+    _, spec = write(tmp_path, "vqa")
+    torch.save(fake_reference(net_of(spec), "vqa"), tmp_path / "ref.pkl")
+    assert message in failing(tmp_path, "convert", "--weights", "ref.pkl", "ref.mmnas", *flags)
+
+
 def test_not_a_state_dict(tmp_path: Path) -> None:
     write(tmp_path, "vqa")
     torch.save({"state_dict": [1, 2]}, tmp_path / "ref.pkl")

@@ -136,6 +136,8 @@ def convert_cmd(
     """Convert between the reference's architecture JSON and a concrete spec, or (with
     --weights) between its checkpoints and mmnasdsl's."""
     if weights is not None:
+        if space is not None or epoch is not None:
+            raise UsageError("--space and --epoch are for architecture files, not --weights")
         _convert_weights(source, weights, output, to)
         return
     if to != "mmnasdsl":
