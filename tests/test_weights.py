@@ -314,3 +314,43 @@ def test_eval_of_a_converted_checkpoint(tmp_path: Path) -> None:
         hand_load(net, ref, "vqa"), dataset, device=torch.device("cpu"), relations="pixel"
     )
     assert got == json.loads(json.dumps(want))
+
+
+def test_rows_in_the_store_order(tmp_path: Path) -> None:
+    """--rows: each of our tokens gets the reference's row of the same word (UNK's when it
+    has none), each answer its classifier row (never predicted when it has none)."""
+    data = make_data(tmp_path / "data", "vqa")
+    _, spec = write(tmp_path, "vqa")
+    train = open_split(data, "train", spec)
+    vocab, answers = list(train.vocab), list(train.answers)
+    rng = torch.Generator().manual_seed(3)
+    words = [vocab[i] for i in torch.randperm(len(vocab), generator=rng).tolist()]
+    words = [w for w in words if w not in ("<pad>", "<unk>", vocab[5])] + ["zebra"]
+    token_to_ix = {w: i for i, w in enumerate(["PAD", "UNK", "CLS", *words])}
+    kept = [a for a in answers if a != answers[2]] + ["seven"]
+    ans_to_ix = {a: i for i, a in enumerate(reversed(kept))}
+    (tmp_path / "lists.json").write_text(
+        json.dumps({"token_to_ix": token_to_ix, "ans_to_ix": ans_to_ix})
+    )
+    ref = fake_reference(net_of(spec, len(token_to_ix), len(ans_to_ix)), "vqa")
+    torch.save(ref, tmp_path / "ref.pkl")
+    args = ("--rows", "lists.json", "--data", "data", "-o", "out.pt")
+    proc = cli("convert", "--weights", "ref.pkl", "ref.mmnas", *args, cwd=tmp_path)
+    assert "1 of" in proc.stderr and "answers are not in the reference's list" in proc.stderr
+    got = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert got["sizes"] == {"vocab_size": len(vocab), "num_answers": len(answers)}
+    embed, state = got["model"]["stems.text.embed.weight"], ref["state_dict"]
+    names = {"<pad>": "PAD", "<unk>": "UNK", vocab[5]: "UNK"}
+    for i, word in enumerate(vocab):
+        row = token_to_ix[names.get(word, word)]
+        assert torch.equal(embed[i], state["module.embedding.weight"][row]), word
+    for j, answer in enumerate(answers):
+        weight, bias = (
+            got["model"]["head.classify.weight"][j],
+            got["model"]["head.classify.bias"][j],
+        )
+        if answer == answers[2]:
+            assert not weight.any() and bias == -1e4
+        else:
+            assert torch.equal(weight, state["module.proj.weight"][ans_to_ix[answer]])
+            assert bias == state["module.proj.bias"][ans_to_ix[answer]]

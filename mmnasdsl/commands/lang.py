@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -132,16 +132,28 @@ def convert_cmd(
         str,
         typer.Option("--to", help="with --weights: mmnasdsl (default) or reference"),
     ] = "mmnasdsl",
+    rows: Annotated[
+        Path | None,
+        typer.Option(
+            "--rows",
+            help="with --weights: the reference's token_to_ix and ans_to_ix (JSON); puts its "
+            "embedding and classifier rows in the order of the --data store's vocabulary",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="with --rows: the data folder (default: the spec's data)"),
+    ] = None,
 ) -> None:
     """Convert between the reference's architecture JSON and a concrete spec, or (with
     --weights) between its checkpoints and mmnasdsl's."""
     if weights is not None:
         if space is not None or epoch is not None:
             raise UsageError("--space and --epoch are for architecture files, not --weights")
-        _convert_weights(source, weights, output, to)
+        _convert_weights(source, weights, output, to, rows, data)
         return
-    if to != "mmnasdsl":
-        raise UsageError("--to is only for converting --weights")
+    if to != "mmnasdsl" or rows is not None or data is not None:
+        raise UsageError("--to, --rows and --data are only for converting --weights")
     if source.suffix.lower() == ".json":
         text = _json_to_spec_text(source, space, epoch)
     else:
@@ -158,9 +170,31 @@ def convert_cmd(
 WEIGHT_TARGETS = ("mmnasdsl", "reference")
 
 
-def _convert_weights(spec_path: Path, weights: Path, output: Path | None, to: str) -> None:
+def _rows(spec: Spec, rows: Path | None, data: str | None) -> Any:
+    """The reference's lists and the train store's vocabulary and answers, or None."""
+    if rows is None:
+        if data is not None:
+            raise UsageError("--data goes with --rows (the lists to reorder the rows by)")
+        return None
+    from mmnasdsl.commands.run import data_for
+    from mmnasdsl.data import open_split
+    from mmnasdsl.train.distributed import Dist
+    from mmnasdsl.train.weights import read_rows
+
+    train = open_split(data_for(spec, data, Dist()), "train", spec)
+    return read_rows(rows, train.vocab, list(getattr(train, "answers", [])))
+
+
+def _convert_weights(
+    spec_path: Path,
+    weights: Path,
+    output: Path | None,
+    to: str,
+    rows: Path | None = None,
+    data: str | None = None,
+) -> None:
     """`convert --weights`: read, convert, write; notes on conventions that change what the
-    moved weights compute."""
+    moved weights compute, and on tokens and answers without a row."""
     import mmnasdsl
     from mmnasdsl.compile.reference import convention_notes
     from mmnasdsl.train import runs
@@ -172,11 +206,18 @@ def _convert_weights(spec_path: Path, weights: Path, output: Path | None, to: st
         raise UsageError("convert --weights writes a checkpoint: give -o OUT")
     if not weights.is_file():
         raise UsageError(f"{weights}: no such checkpoint")
+    if (rows is not None or data is not None) and to != "mmnasdsl":
+        raise UsageError("--rows and --data are for converting the reference's checkpoints")
     spec = mmnasdsl.load(spec_path)
-    convert = w.import_reference if to == "mmnasdsl" else w.export_reference
-    runs.save_checkpoint(output, convert(spec, weights))
+    if to == "mmnasdsl":
+        ckpt = w.import_reference(spec, weights, _rows(spec, rows, data))
+    else:
+        ckpt = w.export_reference(spec, weights)
+    runs.save_checkpoint(output, ckpt)
     for note in convention_notes(spec):
         typer.echo(f"note: {spec_path}: {note}; the weights compute another function", err=True)
+    for note in ckpt.get("notes", []):
+        typer.echo(f"note: {note}", err=True)
     typer.echo(f"wrote {output}", err=True)
 
 

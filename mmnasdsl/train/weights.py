@@ -10,6 +10,7 @@ are read off the shapes of its embedding and classifier.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,98 @@ def read_reference(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     return state, rest
 
 
-def import_reference(spec: Spec, path: Path) -> dict[str, Any]:
+# Our special tokens -> the reference's (its `token_to_ix` starts PAD 0, UNK 1, CLS 2).
+REFERENCE_TOKENS = {"<pad>": "PAD", "<unk>": "UNK"}
+MISSING_ANSWER_BIAS = -1e4  # an answer the reference never learnt is never predicted
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The reference's token and answer lists (`token_to_ix`, `ans_to_ix` of its VQA
+    `DataSet`), and ours (a store's), to put the reference's embedding and classifier rows
+    in our order. The reference builds its lists in memory; docs/reference.md shows how to
+    dump them."""
+
+    token_to_ix: dict[str, int]
+    ans_to_ix: dict[str, int]
+    vocab: list[str]
+    answers: list[str]
+
+    def token_rows(self) -> tuple[list[int], int]:
+        """The reference's row for each of our tokens (UNK when it has none), and how many
+        of ours it lacks."""
+        unk = self.token_to_ix.get("UNK", 1)
+        ref = [self.token_to_ix.get(REFERENCE_TOKENS.get(t, t)) for t in self.vocab]
+        return [unk if r is None else r for r in ref], sum(r is None for r in ref)
+
+    def answer_rows(self) -> list[int | None]:
+        """The reference's row for each of our answers, None where it has none."""
+        return [self.ans_to_ix.get(a) for a in self.answers]
+
+
+def read_rows(path: Path, vocab: list[str], answers: list[str]) -> Rows:
+    """Rows from a JSON file `{"token_to_ix": {...}, "ans_to_ix": {...}}`."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{path}: cannot read the reference's lists: {exc}") from None
+    tables = [data.get(k) if isinstance(data, dict) else None for k in ("token_to_ix", "ans_to_ix")]
+    if not all(
+        isinstance(t, dict) and all(isinstance(i, int) and i >= 0 for i in t.values())
+        for t in tables
+    ):
+        raise WeightsError(
+            f'{path}: expected {{"token_to_ix": {{word: row}}, "ans_to_ix": {{answer: row}}}}'
+        )
+    return Rows(tables[0], tables[1], list(vocab), list(answers))  # type: ignore[arg-type]
+
+
+def reorder(state: dict[str, Tensor], rows: Rows, task: str) -> tuple[dict[str, Tensor], list[str]]:
+    """The reference state dict with its embedding (and VQA classifier) rows in our
+    order, and notes on what had no row."""
+    out, notes = {k.removeprefix("module."): v for k, v in state.items()}, []
+    if "embedding.weight" not in out:
+        raise WeightsError("the checkpoint holds no `embedding.weight`: not a reference network")
+    index, missing = rows.token_rows()
+    out["embedding.weight"] = _take(out["embedding.weight"], index, "embedding.weight")
+    if missing:
+        notes.append(
+            f"{missing} of {len(rows.vocab)} tokens are not in the reference's list: UNK's row"
+        )
+    if task == "vqa" and "proj.weight" in out and "proj.bias" in out:
+        ans = rows.answer_rows()
+        weight = _take(out["proj.weight"], [a or 0 for a in ans], "proj.weight")
+        bias = _take(out["proj.bias"], [a or 0 for a in ans], "proj.bias")
+        lost = torch.tensor([a is None for a in ans])
+        out["proj.weight"] = weight.masked_fill(lost[:, None], 0.0)
+        out["proj.bias"] = bias.masked_fill(lost, MISSING_ANSWER_BIAS)
+        if lost.any():
+            notes.append(
+                f"{int(lost.sum())} of {len(ans)} answers are not in the reference's list: "
+                "never predicted"
+            )
+    return out, notes
+
+
+def _take(t: Tensor, index: list[int], name: str) -> Tensor:
+    """Rows `index` of `t`; a WeightsError when the lists point past its rows."""
+    if index and max(index) >= t.shape[0]:
+        raise WeightsError(
+            f"the reference's lists name row {max(index)}, but {name} has {t.shape[0]} rows: "
+            "lists and checkpoint are not from the same run"
+        )
+    return t[torch.tensor(index, dtype=torch.long)]
+
+
+def import_reference(spec: Spec, path: Path, rows: Rows | None = None) -> dict[str, Any]:
     """The mmnasdsl checkpoint (what `eval` reads) of the reference checkpoint at `path`,
-    for the concrete `spec`."""
+    for the concrete `spec`; with `rows`, its vocabulary and answers in a store's order."""
     state, rest = read_reference(path)
+    notes: list[str] = []
+    if rows is not None:
+        state, notes = reorder(state, rows, spec.task or "")
     sizes = reference_sizes(state, spec.task or "")
     net = build_model(
         spec, vocab_size=sizes["vocab_size"], num_answers=sizes["num_answers"] or None
@@ -72,6 +161,7 @@ def import_reference(spec: Spec, path: Path) -> dict[str, Any]:
         "epoch": epoch if isinstance(epoch, int) else 0,
         "metrics": {},
         "converted_from": str(path),
+        "notes": notes,
     }
 
 
