@@ -354,3 +354,13 @@ def test_rows_in_the_store_order(tmp_path: Path) -> None:
         else:
             assert torch.equal(weight, state["module.proj.weight"][ans_to_ix[answer]])
             assert bias == state["module.proj.bias"][ans_to_ix[answer]]
+
+
+def test_rows_file_must_hold_the_lists(tmp_path: Path) -> None:
+    data = make_data(tmp_path / "data", "vqa")
+    _, spec = write(tmp_path, "vqa")
+    torch.save(fake_reference(net_of(spec), "vqa"), tmp_path / "ref.pkl")
+    (tmp_path / "lists.json").write_text(json.dumps({"token_to_ix": ["a", "b"]}))
+    args = ("--rows", "lists.json", "--data", str(data), "-o", "out.pt")
+    err = failing(tmp_path, "convert", "--weights", "ref.pkl", "ref.mmnas", *args)
+    assert 'lists.json: expected {"token_to_ix"' in err

@@ -92,7 +92,10 @@ def read_rows(path: Path, vocab: list[str], answers: list[str]) -> Rows:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WeightsError(f"{path}: cannot read the reference's lists: {exc}") from None
-    tables = [data.get(k) if isinstance(data, dict) else None for k in ("token_to_ix", "ans_to_ix")]
+    tables = [
+        data.get(k, {} if k == "ans_to_ix" else None) if isinstance(data, dict) else None
+        for k in ("token_to_ix", "ans_to_ix")  # no answers: ITM, VG
+    ]
     if not all(
         isinstance(t, dict) and all(isinstance(i, int) and i >= 0 for i in t.values())
         for t in tables
@@ -116,6 +119,8 @@ def reorder(state: dict[str, Tensor], rows: Rows, task: str) -> tuple[dict[str, 
             f"{missing} of {len(rows.vocab)} tokens are not in the reference's list: UNK's row"
         )
     if task == "vqa" and "proj.weight" in out and "proj.bias" in out:
+        if not rows.ans_to_ix:
+            raise WeightsError("a VQA checkpoint's rows need the reference's `ans_to_ix` too")
         ans = rows.answer_rows()
         weight = _take(out["proj.weight"], [a or 0 for a in ans], "proj.weight")
         bias = _take(out["proj.bias"], [a or 0 for a in ans], "proj.bias")
