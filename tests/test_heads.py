@@ -13,6 +13,7 @@ from mmnasdsl.heads._layers import AttFlat
 from mmnasdsl.lang.settings import ModelSettings
 
 S = ModelSettings(d_model=16, heads=2, dropout=0.0)
+MMNAS_HEADS = [n for n in list_heads() if "taps" not in get_head(n).requires]  # MMnas streams
 
 
 def sigmoid(x: float) -> float:
@@ -25,12 +26,13 @@ def test_registry_and_options() -> None:
     assert get_head("vg").Options().box_weight == 1.0
     with pytest.raises(ValueError):
         get_head("vqa").Options(answer=3)  # extra="forbid"
-    for name in HEADS.names():
+    for name in MMNAS_HEADS:
         assert get_head(name).requires == ("words", "objects")
         assert get_head(name).data_kind == name
+    assert get_head("classify").requires == ("taps",)  # BM-NAS: tests/test_bmnas_model.py
 
 
-@pytest.mark.parametrize("name", list_heads())
+@pytest.mark.parametrize("name", MMNAS_HEADS)
 def test_every_head_runs_and_its_loss_reads_only_its_batch_fields(name: str) -> None:
     """Forward, loss and backward on a batch with the head's `batch_fields` (and masks)."""
     task = get_head(name)({}, num_answers=7)

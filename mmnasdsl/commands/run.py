@@ -304,8 +304,12 @@ def search_cmd(
     patience: Annotated[int | None, typer.Option(help="early-stop patience (epochs)")] = None,
     d_model: Annotated[int | None, typer.Option("--d-model", help="width during search")] = None,
     searcher: Annotated[
-        str, typer.Option(help="oneshot (MMnas), darts (first-order DARTS) or random")
-    ] = "oneshot",
+        str | None,
+        typer.Option(
+            help="oneshot (MMnas), darts (first-order DARTS) or random (default: the spec's "
+            "search { searcher }, else oneshot)"
+        ),
+    ] = None,
     checkpoint_every: CkptOpt = 50,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -315,12 +319,14 @@ def search_cmd(
     from mmnasdsl.search import SEARCHERS, SearchJob, run_search
 
     spec = load_spec(spec_path)
+    given = "--searcher" if searcher else f"{spec_path}: search {{ searcher }}"
+    searcher = searcher or search_settings(spec).searcher or "oneshot"
     if searcher not in SEARCHERS:
         try:
             SEARCHERS.get(searcher)
         except KeyError as exc:
             raise UsageError(
-                f"--searcher: {exc.args[0]}; one of {', '.join(SEARCHERS.names())}"
+                f"{given}: {exc.args[0]}; one of {', '.join(SEARCHERS.names())}"
             ) from None
     settings = flag_settings(
         search_settings,

@@ -220,13 +220,15 @@ def collate(
     items: list[Item], kind: DataKind, relations: bool | str | None = True
 ) -> dict[str, torch.Tensor]:
     """Pad to the batch's longest sentence and largest object count; masks; R; the kind's
-    label fields.
+    label fields. A kind with a layout of its own batches its items itself.
 
     Args:
         relations: whether to add R and how it measures boxes: a box convention
             ("pixel", "continuous"; the spec's `objects(box_convention)`), True for the
             default (pixel), False or None for no R.
     """
+    if kind.own_layout:
+        return kind.collate(items)
     b = len(items)
     n_words = np.array([len(it["words"]) for it in items])
     n_obj = np.array([len(it["objects"]) for it in items])

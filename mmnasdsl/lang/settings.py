@@ -202,6 +202,21 @@ class SearchSettings(Settings):
     temperature_end: float | None = Field(
         None, gt=0, le=100, description="τ at the last search epoch, geometric in between"
     )
+    alternate: Literal["steps", "epochs"] = Field(
+        "steps",
+        description="steps: a θ step after every update_ratio W steps (MMnas); epochs: a pass "
+        "of W steps over D_m, then a pass of θ steps over D_a, every epoch (BM-NAS)",
+    )
+    searcher: str | None = Field(
+        None,
+        max_length=64,
+        description="the searcher `mmnasdsl search` runs without --searcher (default oneshot)",
+    )
+    keep: Literal["last", "best"] = Field(
+        "last",
+        description="the answer written: the searcher's current one, or the one of the search "
+        "epoch with the best D_a metric (BM-NAS)",
+    )
 
     @field_validator("split", mode="before")
     @classmethod
