@@ -111,19 +111,14 @@ def layout(spec: Spec) -> Layout:
     """The spec's layout, or a WeightsError saying why the reference has no such network:
     it has one encoder over the words, one decoder over the objects guided by them, heads
     of width 64, and one of the three tasks."""
+    if spec.kind != "mmnas":
+        raise WeightsError(f"{spec.source}: the reference's weights are for `space mmnas` specs")
     if not spec.is_concrete:
         raise WeightsError(f"{spec.source} is a search space; convert weights for a concrete spec")
     words, objects, task = words_stream(spec), objects_stream(spec), spec.task
     stacks = [(s.kind, s.stream, s.guide) for s in spec.stacks]
-    if (
-        words is None
-        or objects is None
-        or stacks
-        != [
-            ("encoder", words, None),
-            ("decoder", objects, words),
-        ]
-    ):
+    expected = [("encoder", words, None), ("decoder", objects, words)]
+    if words is None or objects is None or stacks != expected:
         raise WeightsError(
             f"{spec.source}: the reference's networks are `encoder <words> = ...` and "
             "`decoder <objects>(guide = <words>) = ...`, one of each; this spec has "
