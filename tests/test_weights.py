@@ -364,3 +364,11 @@ def test_rows_file_must_hold_the_lists(tmp_path: Path) -> None:
     args = ("--rows", "lists.json", "--data", str(data), "-o", "out.pt")
     err = failing(tmp_path, "convert", "--weights", "ref.pkl", "ref.mmnas", *args)
     assert 'lists.json: expected {"token_to_ix"' in err
+
+
+def test_other_space_kind_refused(tmp_path: Path) -> None:
+    _, spec = write(tmp_path, "vqa")
+    torch.save(fake_reference(net_of(spec), "vqa"), tmp_path / "ref.pkl")
+    bmnas = str(Path(__file__).resolve().parents[1] / "specs" / "bmnas-xor.mmnas")
+    err = failing(tmp_path, "convert", "--weights", "ref.pkl", bmnas, "-o", "out.pt")
+    assert "the reference's weights are for `space mmnas` specs" in err
