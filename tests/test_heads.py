@@ -149,8 +149,9 @@ def test_delta_round_trip() -> None:
 
 
 def test_relation_features_known_boxes() -> None:
+    """Continuous boxes (w = x2 - x1); the pixel default is in tests/test_conventions.py."""
     boxes = torch.tensor([[[0.0, 0, 10, 10], [20, 0, 30, 20]]])
-    r = relation_features(boxes)
+    r = relation_features(boxes, "continuous")
     assert r.shape == (1, 2, 2, 4)
     want01 = [math.log(2.0), math.log(0.5), 0.0, math.log(0.5)]
     assert torch.allclose(r[0, 0, 1], torch.tensor(want01), atol=1e-6)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -118,9 +118,42 @@ def convert_cmd(
         int | None,
         typer.Option("--epoch", min=0, help="epoch<N> to take or write (default: the last; 0)"),
     ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            help="convert this checkpoint for the concrete spec SOURCE instead: the "
+            "reference's .pkl to an mmnasdsl checkpoint (for eval), or with --to reference "
+            "an mmnasdsl .pt to the reference's layout",
+        ),
+    ] = None,
+    to: Annotated[
+        str,
+        typer.Option("--to", help="with --weights: mmnasdsl (default) or reference"),
+    ] = "mmnasdsl",
+    rows: Annotated[
+        Path | None,
+        typer.Option(
+            "--rows",
+            help="with --weights: the reference's token_to_ix and ans_to_ix (JSON); puts its "
+            "embedding and classifier rows in the order of the --data store's vocabulary",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="with --rows: the data folder (default: the spec's data)"),
+    ] = None,
 ) -> None:
     """Convert between a concrete spec and the reference code's written architecture: MMnas's
-    JSON (.json), or BM-NAS's Genotype (its repr in any text file or log, or its .pkl)."""
+    JSON (.json), or BM-NAS's Genotype (its repr in any text file or log, or its .pkl); or
+    (with --weights) between the MMnas reference's checkpoints and mmnasdsl's."""
+    if weights is not None:
+        if space is not None or epoch is not None:
+            raise UsageError("--space and --epoch are for architecture files, not --weights")
+        _convert_weights(source, weights, output, to, rows, data)
+        return
+    if to != "mmnasdsl" or rows is not None or data is not None:
+        raise UsageError("--to, --rows and --data are only for converting --weights")
     suffix = source.suffix.lower()
     if suffix == ".json":
         text = _json_to_spec_text(source, space, epoch)
@@ -135,6 +168,60 @@ def convert_cmd(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}", err=True)
+
+
+WEIGHT_TARGETS = ("mmnasdsl", "reference")
+
+
+def _rows(spec: Spec, rows: Path | None, data: str | None) -> Any:
+    """The reference's lists and the train store's vocabulary and answers, or None."""
+    if rows is None:
+        if data is not None:
+            raise UsageError("--data goes with --rows (the lists to reorder the rows by)")
+        return None
+    from mmnasdsl.commands.run import data_for
+    from mmnasdsl.data import open_split
+    from mmnasdsl.train.distributed import Dist
+    from mmnasdsl.train.weights import read_rows
+
+    train = open_split(data_for(spec, data, Dist()), "train", spec)
+    return read_rows(rows, train.vocab, list(getattr(train, "answers", [])))
+
+
+def _convert_weights(
+    spec_path: Path,
+    weights: Path,
+    output: Path | None,
+    to: str,
+    rows: Path | None = None,
+    data: str | None = None,
+) -> None:
+    """`convert --weights`: read, convert, write; notes on conventions that change what the
+    moved weights compute, and on tokens and answers without a row."""
+    import mmnasdsl
+    from mmnasdsl.compile.reference import convention_notes
+    from mmnasdsl.train import runs
+    from mmnasdsl.train import weights as w
+
+    if to not in WEIGHT_TARGETS:
+        raise UsageError(f"--to {to}: expected one of {', '.join(WEIGHT_TARGETS)}")
+    if output is None:
+        raise UsageError("convert --weights writes a checkpoint: give -o OUT")
+    if not weights.is_file():
+        raise UsageError(f"{weights}: no such checkpoint")
+    if (rows is not None or data is not None) and to != "mmnasdsl":
+        raise UsageError("--rows and --data are for converting the reference's checkpoints")
+    spec = mmnasdsl.load(spec_path)
+    if to == "mmnasdsl":
+        ckpt = w.import_reference(spec, weights, _rows(spec, rows, data))
+    else:
+        ckpt = w.export_reference(spec, weights)
+    runs.save_checkpoint(output, ckpt)
+    for note in convention_notes(spec):
+        typer.echo(f"note: {spec_path}: {note}; the weights compute another function", err=True)
+    for note in ckpt.get("notes", []):
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"wrote {output}", err=True)
 
 
 def _json_to_spec_text(source: Path, space: Path | None, epoch: int | None) -> str:

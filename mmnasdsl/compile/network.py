@@ -26,6 +26,7 @@ from mmnasdsl.lang.settings import (
     ModelSettings,
     ObjectsInput,
     WordsInput,
+    input_settings,
     objects_stream,
     spec_inputs,
     words_stream,
@@ -78,17 +79,26 @@ class ObjectStem(nn.Module):
 
 
 class RelationEmbedding(nn.Module):
-    """The shared first layer of RSA's relation MLP: R (B, N, N, 4) -> ReLU(Linear(4 -> r))."""
+    """The shared first layer of RSA's relation MLP: R (B, N, N, 4) -> ReLU(Linear(4 -> r)).
 
-    def __init__(self, relation_dim: int) -> None:
+    R comes from the batch (the collate computes it with the spec's box convention), or,
+    for a batch without it, from the boxes in the same `convention`, so both paths give
+    the same function.
+    """
+
+    def __init__(self, relation_dim: int, convention: str = "pixel") -> None:
         super().__init__()
         self.fc = nn.Linear(4, relation_dim)
+        self.convention = convention
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:  # -> (B, N, N, relation_dim)
         rel = batch.get("relations")
         if rel is None:
-            rel = relation_features(batch["boxes"])
+            rel = relation_features(batch["boxes"], self.convention)
         return torch.relu(self.fc(rel))
+
+    def extra_repr(self) -> str:
+        return f"box_convention={self.convention}"
 
 
 def input_mask(batch: dict[str, Tensor], key: str) -> Tensor:
@@ -114,6 +124,17 @@ def needs_relations(spec: Spec) -> bool:
     return "relations" in catalog().spec_needs(spec)
 
 
+def relation_convention(spec: Spec) -> str | None:
+    """How this spec's batches measure boxes for R (`objects(box_convention)`), or None
+    when no block reads R: what the loaders' `relations` argument takes."""
+    if not needs_relations(spec):
+        return None
+    name = objects_stream(spec)
+    if name is None:
+        return None
+    return input_settings(spec, name).box_convention  # type: ignore[union-attr]
+
+
 class Network(nn.Module):
     """A concrete spec's network: stems, one op per block, the task head."""
 
@@ -137,7 +158,10 @@ class Network(nn.Module):
         self.stems = nn.ModuleDict(
             {name: make_stem(cfg, d, vocab_size, glove) for name, cfg in spec_inputs(spec).items()}
         )
-        self.relation = RelationEmbedding(settings.relation_dim) if needs_relations(spec) else None
+        convention = relation_convention(spec)
+        self.relation = (
+            RelationEmbedding(settings.relation_dim, convention) if convention is not None else None
+        )
         self.blocks = nn.ModuleList(self.make_block(b) for b in self.block_specs)
         self.task = make_task(spec, num_answers)
         self.head = build_head(self.task, settings)

@@ -64,8 +64,10 @@ class ModelSettings(Settings):
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout in every op and the heads")
     fused: int | None = Field(None, ge=1, le=MAX_WIDTH, description="fused width d_z (default 2d)")
     bias: bool = Field(False, description="bias on the attention projections (reference: none)")
-    norm: Literal["standard", "reference"] = Field(
-        "standard", description="LayerNorm flavour: torch's, or the reference's (unbiased std)"
+    norm: Literal["reference", "standard"] = Field(
+        "reference",
+        description="LayerNorm: the reference's a·(x−mean)/(std+1e-6)+b with the unbiased std, "
+        "or torch's nn.LayerNorm (biased variance, eps 1e-5 inside the square root)",
     )
     relation_dim: int = Field(
         64, ge=1, le=4096, description="hidden width of the shared relation MLP"
@@ -146,6 +148,11 @@ class ObjectsInput(Settings):
     max: int = Field(100, ge=1, le=4096, description="objects kept per image")
     dim: int = Field(2048, ge=1, le=MAX_WIDTH, description="feature width per object")
     relations: Literal["box4", "none"] = Field("box4", description="relation features for RSA")
+    box_convention: Literal["pixel", "continuous"] = Field(
+        "pixel",
+        description="how the relation features measure a box: pixel (w = x2 − x1 + 1, "
+        "the reference's loader) or continuous (w = x2 − x1)",
+    )
 
 
 InputSettings = WordsInput | ObjectsInput

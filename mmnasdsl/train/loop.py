@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from mmnasdsl.compile.network import needs_relations
+from mmnasdsl.compile.network import relation_convention
 from mmnasdsl.data import FeatureDataset, collate, open_split
 from mmnasdsl.heads import EpochData, EpochRequest, Task, get_head
 from mmnasdsl.lang.errors import DataError, UsageError
@@ -108,7 +108,11 @@ def epoch_batches(
 
 
 def batch_iter(
-    dataset: Dataset, batches: Sequence[Sequence[int]], *, relations: bool, device: torch.device
+    dataset: Dataset,
+    batches: Sequence[Sequence[int]],
+    *,
+    relations: bool | str | None,
+    device: torch.device,
 ) -> Iterator[dict[str, Tensor]]:
     """Collated batches of the given rows, in order, on `device`."""
     loader = DataLoader(
@@ -151,7 +155,7 @@ class NetRunner:
     """The network's outputs on rows of a dataset, in eval mode without gradients: what a
     task scores with (`heads.Runner`), for evaluation and for ITM's hard negatives."""
 
-    def __init__(self, net: nn.Module, device: torch.device, relations: bool) -> None:
+    def __init__(self, net: nn.Module, device: torch.device, relations: bool | str | None) -> None:
         self.net, self.device, self.relations = net, device, relations
 
     def outputs(
@@ -176,7 +180,7 @@ def evaluate(
     *,
     indices: Sequence[int] | None = None,
     device: torch.device,
-    relations: bool,
+    relations: bool | str | None,
     max_images: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The task's metrics on `dataset` (or its rows `indices`) and the predictions file
@@ -247,7 +251,7 @@ class Loop:
         torch.manual_seed(job.seed)
         self.model = self.build_model().to(job.device)
         self.task: Task = self.model.task
-        self.relations = needs_relations(job.spec)
+        self.relations = relation_convention(job.spec)
         self.net = distributed.wrap(self.model, job.dist, job.device)
         self.runner = NetRunner(self.net, job.device, self.relations)
         self.opt = w_optimizer(self.weight_parameters(), self.s.lr)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from mmnasdsl.compile.build import build_model
-from mmnasdsl.compile.network import needs_relations
+from mmnasdsl.compile.network import relation_convention
 from mmnasdsl.data import open_split
 from mmnasdsl.lang.errors import UsageError
 from mmnasdsl.lang.format import format_spec
@@ -170,5 +170,5 @@ def evaluate_checkpoint(
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"{checkpoint} does not fit {spec.source}: {reason}") from None
     dataset = open_split(data, split, spec)
-    relations = needs_relations(spec)
+    relations = relation_convention(spec)
     return evaluate(model, dataset, device=device, relations=relations, max_images=max_images)
