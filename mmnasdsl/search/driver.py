@@ -25,10 +25,12 @@ step and resumed replays the same steps and ends with the same θ, metrics and a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,14 +112,19 @@ def prior_names(
 
 
 def theta_batch(
-    model: Supernet, batch: dict[str, Tensor], reduce: Callable[[list[Tensor]], None] | None = None
+    model: Supernet,
+    batch: dict[str, Tensor],
+    reduce: Callable[[list[Tensor]], None] | None = None,
+    autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> ThetaBatch:
     """A batch's loss under given routes, through the supernet without DDP wrapping (θ's
-    gradients are averaged over the ranks by `reduce`; W gets none)."""
+    gradients are averaged over the ranks by `reduce`; W gets none). `autocast` is the
+    run's precision context (`train.precision.autocast`), entered around the forward."""
 
     def loss(routes: Sequence[Route]) -> Tensor:
         model.set_routes(routes)
-        return model.loss(model(batch), batch)
+        with autocast():
+            return model.loss(model(batch), batch)
 
     return ThetaBatch(loss) if reduce is None else ThetaBatch(loss, reduce)
 
