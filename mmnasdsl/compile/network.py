@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from mmnasdsl.data.geometry import relation_features
 from mmnasdsl.heads import build_head, catalog, make_task
@@ -50,7 +51,12 @@ class WordStem(nn.Module):
     def forward(self, words: Tensor) -> Tensor:
         e = self.embed(words)  # (B, T, e)
         if self.lstm is not None:
-            return self.lstm(e)[0]  # (B, T, d); right padding never reaches a real token
+            # fp32 even under autocast: oneDNN's bf16 LSTM refuses some shapes (no primitive
+            # for 8 -> 16), and 14 steps of it are < 1 % of a step (docs/performance.md)
+            with torch.autocast(e.device.type, enabled=False):
+                return self.lstm(e.float())[
+                    0
+                ]  # (B, T, d); right padding never reaches a real token
         return self.proj(e)  # (B, T, d)
 
 
@@ -115,7 +121,15 @@ def needs_relations(spec: Spec) -> bool:
 
 
 class Network(nn.Module):
-    """A concrete spec's network: stems, one op per block, the task head."""
+    """A concrete spec's network: stems, one op per block, the task head.
+
+    `checkpoint = True` (`train { checkpoint = true }`) runs each block under
+    `torch.utils.checkpoint`: only its input is kept for the backward, which recomputes
+    the rest (dropout masks included, from the saved RNG state), trading about a third
+    more compute for the activation memory of every block but the one being recomputed.
+    """
+
+    checkpoint: bool = False
 
     def __init__(
         self,
@@ -169,10 +183,16 @@ class Network(nn.Module):
             )
             x = states[run.stream]
             for i in run.blocks:
-                x = self.blocks[i](x, ctx)  # (B, n, d)
+                x = self.run_block(self.blocks[i], x, ctx)  # (B, n, d)
             states[run.stream] = x
         w, o = self.words, self.objects
         return self.head(states[w], masks[w], states[o], masks[o], batch)
+
+    def run_block(self, block: nn.Module, x: Tensor, ctx: BlockContext) -> Tensor:
+        """One block, checkpointed when asked and when a backward may follow."""
+        if self.checkpoint and torch.is_grad_enabled():
+            return checkpoint(block, x, ctx, use_reentrant=False)
+        return block(x, ctx)
 
     def loss(self, out: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
         return self.task.loss(out, batch)

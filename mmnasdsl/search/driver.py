@@ -220,7 +220,7 @@ class SearchDriver(Loop):
     def step(self, batch: dict[str, Tensor]) -> float:
         warmup = self.warmup(self.state.epoch)
         self.supernet.set_routes(self.searcher.w_routes(self._gen(SEED_ARCH), warmup))
-        return w_step(self.net, batch, self.opt, self.s.clip)
+        return w_step(self.net, batch, self.opt, self.s.clip, self.amp)
 
     def after_step(self) -> None:
         st = self.state
@@ -242,7 +242,8 @@ class SearchDriver(Loop):
     def theta_batch(self, batch: dict[str, Tensor]) -> ThetaBatch:
         """θ's view of a D_a batch, its gradients averaged over the ranks."""
         dist = self.job.dist
-        return theta_batch(self.supernet, batch, lambda g: distributed.all_reduce_mean(g, dist))
+        reduce = lambda g: distributed.all_reduce_mean(g, dist)  # noqa: E731
+        return theta_batch(self.supernet, batch, reduce, self.amp.autocast)
 
     def end_epoch(self, epoch: int) -> None:
         """Score the candidate on D_a, record the epoch, write the run files, early stop."""

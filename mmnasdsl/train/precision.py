@@ -51,3 +51,41 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | 
         return None
     check_precision(precision, device)
     return torch.amp.GradScaler(device.type)
+
+
+class Amp:
+    """A run's precision: the autocast context of its forwards and the W update around it
+    (with fp16's loss scaling when needed), so a step reads the same in every precision."""
+
+    def __init__(self, precision: str = "fp32", device: torch.device | None = None) -> None:
+        self.precision = precision
+        self.device = device or torch.device("cpu")
+        check_precision(precision, self.device)
+        self.scaler = grad_scaler(precision, self.device)
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        return autocast(self.precision, self.device)
+
+    def update(self, loss: torch.Tensor, opt: torch.optim.Optimizer, clip: float) -> None:
+        """Backward, gradient-norm clip and optimiser step (fp16: scaled, unscaled before
+        the clip, and skipped on an inf/NaN gradient, as torch.amp prescribes)."""
+        scaler = self.scaler
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        else:
+            loss.backward()
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
