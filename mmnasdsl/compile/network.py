@@ -13,6 +13,7 @@ of a search space (`compile.supernet`) is a `Network` whose blocks hold every ca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -181,12 +182,25 @@ class Network(nn.Module):
                 guide_mask=masks.get(run.guide or ""),
                 relation=relation if run.stream == self.objects else None,
             )
+            self.prepare(run.blocks, ctx)
             x = states[run.stream]
             for i in run.blocks:
                 x = self.run_block(self.blocks[i], x, ctx)  # (B, n, d)
             states[run.stream] = x
         w, o = self.words, self.objects
         return self.head(states[w], masks[w], states[o], masks[o], batch)
+
+    def live_ops(self, indices: Sequence[int]) -> list[nn.Module]:
+        """The op blocks among blocks `indices` that the next forward runs with autograd."""
+        return [self.blocks[i] for i in indices]
+
+    def prepare(self, indices: Sequence[int], ctx: BlockContext) -> None:
+        """Each op's shared work for a run, once, over its live blocks (`Op.prepare`)."""
+        by_op: dict[Any, list[nn.Module]] = {}
+        for block in self.live_ops(indices):
+            by_op.setdefault(block.op, []).append(block)
+        for op, blocks in by_op.items():
+            op.prepare(blocks, ctx)
 
     def run_block(self, block: nn.Module, x: Tensor, ctx: BlockContext) -> Tensor:
         """One block, checkpointed when asked and when a backward may follow."""
