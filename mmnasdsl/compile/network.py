@@ -174,7 +174,7 @@ class Network(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         states, masks = self.stream_inputs(batch)
-        relation = self.relation(batch) if self.relation is not None else None
+        relation = self.relation(batch) if self.relation_needed() else None
         for run in self.runs:
             ctx = BlockContext(
                 mask=masks[run.stream],
@@ -189,6 +189,17 @@ class Network(nn.Module):
             states[run.stream] = x
         w, o = self.words, self.objects
         return self.head(states[w], masks[w], states[o], masks[o], batch)
+
+    def running_ops(self) -> list[nn.Module]:
+        """Every op block the next forward runs (with or without autograd)."""
+        return list(self.blocks)
+
+    def relation_needed(self) -> bool:
+        """Whether the next forward runs an op that reads the relation features: a path
+        without RSA skips the (B, n, n, r) relation layer and its gradient."""
+        if self.relation is None:
+            return False
+        return any("relations" in b.op.needs for b in self.running_ops())
 
     def live_ops(self, indices: Sequence[int]) -> list[nn.Module]:
         """The op blocks among blocks `indices` that the next forward runs with autograd."""
