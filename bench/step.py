@@ -61,6 +61,7 @@ from mmnasdsl.compile.graph import build_graph
 from mmnasdsl.compile.supernet import Supernet
 from mmnasdsl.lang.parse import parse
 from mmnasdsl.lang.settings import SearchSettings
+from mmnasdsl.ops import get_op
 from mmnasdsl.search import OneShotSearcher, Searcher, space_of
 from mmnasdsl.search.driver import theta_batch
 from mmnasdsl.train.precision import DTYPES, autocast
@@ -79,17 +80,32 @@ VOCAB, ANSWERS, WORDS, OBJECTS = 20000, 3129, 14, 100
 
 
 def matmul_peak(n: int, repeats: int, precision: str = "fp32") -> float:
-    """Best GFLOP/s of an n x n matmul in `precision` at the current thread count."""
+    """Best GFLOP/s of an n x n matmul in `precision` at the current thread count, over
+    `a @ b` and `F.linear(a, b)` (= a @ bᵀ, what nn.Linear runs): on a CPU without native
+    bf16 the two take very different kernels (0.2 vs 2.4 GFLOP/s in bf16 seen here)."""
     dtype = DTYPES.get(precision, torch.float32)
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
     best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
+    for f in (lambda: a @ b, lambda: torch.nn.functional.linear(a, b)):
+        f()
+        for _ in range(repeats):
+            t = time.perf_counter()
+            f()
+            best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector flags that decide bf16 speed (avx512*, amx*): none = no native bf16."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return sorted(x for x in flags if x.startswith(("avx512", "amx", "avx2")))
+    except OSError:
+        pass
+    return []
 
 
 def make_batch(batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -214,32 +230,51 @@ class RssSampler:
             t.join()
 
 
-def bench_cases(b: Bench, graph: Any, steps: int, precisions: list[str]) -> list[dict]:
-    """W and θ steps of one (width, arch) in each precision, alternating precisions step
-    by step after one warm-up step each; one record per precision."""
+@contextlib.contextmanager
+def rsa_unbatched(on: bool) -> Iterator[None]:
+    """With `on`, RSA blocks compute their relation masks one by one (as before issue 16)
+    instead of in one matmul per run (`RelationSelfAttention.prepare`): the A/B of that
+    change inside one process."""
+    if not on:
+        yield
+        return
+    rsa = get_op("RSA")
+    saved = rsa.__dict__["prepare"]
+    rsa.prepare = staticmethod(lambda blocks, ctx: None)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        rsa.prepare = saved  # type: ignore[method-assign]
+
+
+def bench_cases(b: Bench, graph: Any, steps: int, variants: list[str]) -> list[dict]:
+    """W and θ steps of one (width, arch) in each variant (a precision, `+unbatched` for
+    RSA's per-block masks), alternating variants step by step after one warm-up step each;
+    one record per variant."""
     batch_size = b.batch["words"].shape[0]
     sampler = RssSampler()
-    recs = {
-        p: {"d_model": graph.settings.d_model, "heads": b.net.settings.n_heads} for p in precisions
-    }
-    for p, rec in recs.items():
-        rec.update(batch=batch_size, arch=b.arch, precision=p, peak_rss_gb=0.0)
+    recs: dict[str, dict] = {}
+    for v in variants:
+        recs[v] = {"d_model": graph.settings.d_model, "heads": b.net.settings.n_heads}
+        recs[v].update(batch=batch_size, arch=b.arch, precision=v.split("+")[0])
+        recs[v].update(rsa_batched="+unbatched" not in v, variant=v, peak_rss_gb=0.0)
+        recs[v]["checkpoint"] = b.net.checkpoint
     for name in ("w_step", "theta_step"):
-        runs: dict[str, tuple[list[float], list[list[int]]]] = {p: ([], []) for p in precisions}
+        runs: dict[str, tuple[list[float], list[list[int]]]] = {v: ([], []) for v in variants}
         for i in range(steps + 1):
-            for p in precisions:
-                b.precision = p
+            for v in variants:
+                b.precision = recs[v]["precision"]
                 step = b.w_step if name == "w_step" else b.theta_step
-                with sampler.watch() as seen:
+                with sampler.watch() as seen, rsa_unbatched(not recs[v]["rsa_batched"]):
                     times, archs = timed(step, 1)
-                recs[p]["peak_rss_gb"] = max(recs[p]["peak_rss_gb"], seen["peak_gb"])
+                recs[v]["peak_rss_gb"] = max(recs[v]["peak_rss_gb"], seen["peak_gb"])
                 if i > 0:  # step 0 is the warm-up: allocator, Adam state
-                    runs[p][0].extend(times)
-                    runs[p][1].extend(archs)
-        for p, (times, archs) in runs.items():
+                    runs[v][0].extend(times)
+                    runs[v][1].extend(archs)
+        for v, (times, archs) in runs.items():
             per_pass = 3  # W: fwd + 2 x bwd; θ: 2 forwards + bwd w.r.t. activations only
             flops = [per_pass * graph.flops(a, WORDS, OBJECTS) * batch_size for a in archs]
-            recs[p][name] = {
+            recs[v][name] = {
                 "seconds_median": statistics.median(times),
                 "seconds_all": times,
                 "gflop": statistics.mean(flops) / 1e9,
@@ -273,7 +308,7 @@ def report(results: list[dict], peaks: dict[str, float]) -> None:
             s = r[name]
             s["share_of_peak"] = s["gflops_per_s"] / peaks[r["precision"]]
             print(
-                f"d={r['d_model']:4d} {r['arch']:6s} {r['precision']:4s} {name:10s} "
+                f"d={r['d_model']:4d} {r['arch']:6s} {r['variant']:14s} {name:10s} "
                 f"{s['seconds_median']:7.2f} s  {s['gflop']:8.1f} GFLOP  "
                 f"{s['gflops_per_s']:6.1f} GFLOP/s  {100 * s['share_of_peak']:5.1f}% of peak"
                 + (
@@ -293,6 +328,12 @@ def main() -> None:
     ap.add_argument("--widths", type=int, nargs="+", default=[512, 256])
     ap.add_argument("--arch", nargs="+", choices=("mcan", "rsa", "sample"), default=["sample"])
     ap.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32"])
+    ap.add_argument("--checkpoint", action="store_true", help="per-block activation checkpointing")
+    ap.add_argument(
+        "--unbatched-too",
+        action="store_true",
+        help="also run each precision with RSA's masks computed block by block (A/B)",
+    )
     ap.add_argument("--json", default=None, help="also write the results to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -303,13 +344,16 @@ def main() -> None:
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "torch": torch.__version__,
+        "cpu_flags": cpu_flags(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": args.threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_before": os.getloadavg(),
     }
     print(
         f"{info['cpu']}, {info['nproc']} cpus, torch {info['torch']}, {args.threads} threads, "
-        f"OMP_WAIT_POLICY={info['omp_wait_policy']}"
+        f"OMP_WAIT_POLICY={info['omp_wait_policy']}, flags {' '.join(info['cpu_flags'])}, "
+        f"torch CPU capability {info['cpu_capability']}"
     )
     samples: dict[str, list[float]] = {p: [] for p in args.precision}
     results: list[dict] = []
@@ -324,7 +368,11 @@ def main() -> None:
         graph = build_graph(spec, vocab_size=VOCAB, num_answers=ANSWERS, d_model=d)
         for arch in args.arch:
             b = make_bench(d, batch, arch)
-            results.extend(bench_cases(b, graph, steps, args.precision))
+            b.net.checkpoint = args.checkpoint
+            variants = list(args.precision)
+            if args.unbatched_too:
+                variants += [f"{p}+unbatched" for p in args.precision]
+            results.extend(bench_cases(b, graph, steps, variants))
             del b
     sample_peaks()
     peaks = {p: max(v) for p, v in samples.items()}  # the best seen: shares are not flattered
