@@ -179,7 +179,9 @@ class Bench:
         return timed(self.theta_step, n)[0]
 
 
-def make_bench(d: int, batch_size: int, arch: str = "sample", precision: str = "fp32") -> Bench:
+def make_bench(
+    d: int, batch_size: int, arch: str = "sample", precision: str = "fp32", estimator: str = "two"
+) -> Bench:
     """The bench's supernet at width d with a random batch (seeded)."""
     spec = parse(SPEC, "bench")
     gen = torch.Generator().manual_seed(0)
@@ -188,7 +190,8 @@ def make_bench(d: int, batch_size: int, arch: str = "sample", precision: str = "
     assert isinstance(net, Supernet)
     net.train()
     w_opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9, fused=True)
-    searcher = OneShotSearcher(space_of(spec), SearchSettings(), seed=0)
+    settings = SearchSettings(estimator=estimator)  # type: ignore[arg-type]
+    searcher = OneShotSearcher(space_of(spec), settings, seed=0)
     return Bench(net, w_opt, searcher, make_batch(batch_size, gen), gen, arch, precision)
 
 
@@ -259,6 +262,7 @@ def bench_cases(b: Bench, graph: Any, steps: int, variants: list[str]) -> list[d
         recs[v].update(batch=batch_size, arch=b.arch, precision=v.split("+")[0])
         recs[v].update(rsa_batched="+unbatched" not in v, variant=v, peak_rss_gb=0.0)
         recs[v]["checkpoint"] = b.net.checkpoint
+        recs[v]["estimator"] = b.searcher.settings.estimator
     for name in ("w_step", "theta_step"):
         runs: dict[str, tuple[list[float], list[list[int]]]] = {v: ([], []) for v in variants}
         for i in range(steps + 1):
@@ -330,6 +334,9 @@ def main() -> None:
     ap.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32"])
     ap.add_argument("--checkpoint", action="store_true", help="per-block activation checkpointing")
     ap.add_argument(
+        "--estimator", choices=("two", "full"), default="two", help="θ step: two or all candidates"
+    )
+    ap.add_argument(
         "--unbatched-too",
         action="store_true",
         help="also run each precision with RSA's masks computed block by block (A/B)",
@@ -367,7 +374,7 @@ def main() -> None:
         sample_peaks()
         graph = build_graph(spec, vocab_size=VOCAB, num_answers=ANSWERS, d_model=d)
         for arch in args.arch:
-            b = make_bench(d, batch, arch)
+            b = make_bench(d, batch, arch, estimator=args.estimator)
             b.net.checkpoint = args.checkpoint
             variants = list(args.precision)
             if args.unbatched_too:
