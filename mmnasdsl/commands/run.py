@@ -49,6 +49,12 @@ SeedOpt = Annotated[
     typer.Option("--seed", min=0, max=MAX_SEED, help="seed of the split, the order, the paths"),
 ]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue the run in -o exactly")]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision", help="fp32, bf16 (CPU or CUDA) or fp16 (CUDA); overrides the spec's"
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress, warnings only")]
 BatchOpt = Annotated[int | None, typer.Option(help="batch size")]
@@ -311,6 +317,7 @@ def search_cmd(
         ),
     ] = None,
     checkpoint_every: CkptOpt = 50,
+    precision: PrecisionOpt = None,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -339,6 +346,7 @@ def search_cmd(
         update_ratio=update_ratio,
         patience=patience,
         d_model=d_model,
+        precision=precision,
     )
     session = run_session(
         spec, spec_path, out, data, resume, device, threads, quiet, "checkpoint.pt"
@@ -374,6 +382,7 @@ def train_cmd(
     batch: BatchOpt = None,
     lr: Annotated[float | None, typer.Option(help="base learning rate")] = None,
     checkpoint_every: CkptOpt = 200,
+    precision: PrecisionOpt = None,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -388,7 +397,9 @@ def train_cmd(
             f"architectures), not one network: run `mmnasdsl search {spec_path}` "
             "and train the arch.mmnas it writes"
         )
-    settings = flag_settings(train_settings, spec, epochs=epochs, batch=batch, lr=lr)
+    settings = flag_settings(
+        train_settings, spec, epochs=epochs, batch=batch, lr=lr, precision=precision
+    )
     session = run_session(spec, spec_path, out, data, resume, device, threads, quiet, "last.pt")
     with session as common:
         job = TrainJob(**common, settings=settings, seed=seed, checkpoint_every=checkpoint_every)

@@ -13,11 +13,13 @@ of a search space (`compile.supernet`) is a `Network` whose blocks hold every ca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from mmnasdsl.data.geometry import relation_features
 from mmnasdsl.heads import build_head, catalog, make_task
@@ -51,7 +53,12 @@ class WordStem(nn.Module):
     def forward(self, words: Tensor) -> Tensor:
         e = self.embed(words)  # (B, T, e)
         if self.lstm is not None:
-            return self.lstm(e)[0]  # (B, T, d); right padding never reaches a real token
+            # fp32 even under autocast: oneDNN's bf16 LSTM refuses some shapes (no primitive
+            # for 8 -> 16), and 14 steps of it are < 1 % of a step (docs/performance.md)
+            with torch.autocast(e.device.type, enabled=False):
+                return self.lstm(e.float())[
+                    0
+                ]  # (B, T, d); right padding never reaches a real token
         return self.proj(e)  # (B, T, d)
 
 
@@ -136,7 +143,15 @@ def relation_convention(spec: Spec) -> str | None:
 
 
 class Network(nn.Module):
-    """A concrete spec's network: stems, one op per block, the task head."""
+    """A concrete spec's network: stems, one op per block, the task head.
+
+    `checkpoint = True` (`train { checkpoint = true }`) runs each block under
+    `torch.utils.checkpoint`: only its input is kept for the backward, which recomputes
+    the rest (dropout masks included, from the saved RNG state), trading about a third
+    more compute for the activation memory of every block but the one being recomputed.
+    """
+
+    checkpoint: bool = False
 
     def __init__(
         self,
@@ -183,7 +198,7 @@ class Network(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         states, masks = self.stream_inputs(batch)
-        relation = self.relation(batch) if self.relation is not None else None
+        relation = self.relation(batch) if self.relation_needed() else None
         for run in self.runs:
             ctx = BlockContext(
                 mask=masks[run.stream],
@@ -191,12 +206,42 @@ class Network(nn.Module):
                 guide_mask=masks.get(run.guide or ""),
                 relation=relation if run.stream == self.objects else None,
             )
+            self.prepare(run.blocks, ctx)
             x = states[run.stream]
             for i in run.blocks:
-                x = self.blocks[i](x, ctx)  # (B, n, d)
+                x = self.run_block(self.blocks[i], x, ctx)  # (B, n, d)
             states[run.stream] = x
         w, o = self.words, self.objects
         return self.head(states[w], masks[w], states[o], masks[o], batch)
+
+    def running_ops(self) -> list[nn.Module]:
+        """Every op block the next forward runs (with or without autograd)."""
+        return list(self.blocks)
+
+    def relation_needed(self) -> bool:
+        """Whether the next forward runs an op that reads the relation features: a path
+        without RSA skips the (B, n, n, r) relation layer and its gradient."""
+        if self.relation is None:
+            return False
+        return any("relations" in b.op.needs for b in self.running_ops())
+
+    def live_ops(self, indices: Sequence[int]) -> list[nn.Module]:
+        """The op blocks among blocks `indices` that the next forward runs with autograd."""
+        return [self.blocks[i] for i in indices]
+
+    def prepare(self, indices: Sequence[int], ctx: BlockContext) -> None:
+        """Each op's shared work for a run, once, over its live blocks (`Op.prepare`)."""
+        by_op: dict[Any, list[nn.Module]] = {}
+        for block in self.live_ops(indices):
+            by_op.setdefault(block.op, []).append(block)
+        for op, blocks in by_op.items():
+            op.prepare(blocks, ctx)
+
+    def run_block(self, block: nn.Module, x: Tensor, ctx: BlockContext) -> Tensor:
+        """One block, checkpointed when asked and when a backward may follow."""
+        if self.checkpoint and torch.is_grad_enabled():
+            return checkpoint(block, x, ctx, use_reentrant=False)
+        return block(x, ctx)
 
     def loss(self, out: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
         return self.task.loss(out, batch)

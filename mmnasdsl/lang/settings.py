@@ -187,6 +187,16 @@ class SearchSettings(Settings):
         "all of them (the reference's)",
     )
     clip: float = Field(1.0, gt=0, le=MAX_CLIP, description="gradient-norm clip of W")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="arithmetic of the forward: bf16 (CPU or CUDA) or fp16 (CUDA, with a "
+        "gradient scaler) run the matmuls under torch.autocast; weights stay fp32",
+    )
+    checkpoint: bool = Field(
+        False,
+        description="per-block activation checkpointing: keep only each block's input and "
+        "recompute the rest in the backward (less memory, about a third more compute)",
+    )
     prior: str | tuple[str, ...] | None = Field(
         None,
         description="a concrete net to start θ from: a .mmnas file (relative to this spec), "
@@ -243,6 +253,16 @@ class TrainSettings(Settings):
     )
     decay: float = Field(0.2, gt=0, le=1, description="lr factor at each decay_at epoch")
     clip: float = Field(1.0, gt=0, le=MAX_CLIP, description="gradient-norm clip")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="arithmetic of the forward: bf16 (CPU or CUDA) or fp16 (CUDA, with a "
+        "gradient scaler) run the matmuls under torch.autocast; weights stay fp32",
+    )
+    checkpoint: bool = Field(
+        False,
+        description="per-block activation checkpointing: keep only each block's input and "
+        "recompute the rest in the backward (less memory, about a third more compute)",
+    )
 
 
 class DataSettings(Settings):

@@ -27,10 +27,12 @@ step and resumed replays the same steps and ends with the same θ, metrics and a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,14 +114,19 @@ def prior_names(
 
 
 def theta_batch(
-    model: Supernet, batch: dict[str, Tensor], reduce: Callable[[list[Tensor]], None] | None = None
+    model: Supernet,
+    batch: dict[str, Tensor],
+    reduce: Callable[[list[Tensor]], None] | None = None,
+    autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> ThetaBatch:
     """A batch's loss under given routes, through the supernet without DDP wrapping (θ's
-    gradients are averaged over the ranks by `reduce`; W gets none)."""
+    gradients are averaged over the ranks by `reduce`; W gets none). `autocast` is the
+    run's precision context (`train.precision.autocast`), entered around the forward."""
 
     def loss(routes: Sequence[Route]) -> Tensor:
         model.set_routes(routes)
-        return model.loss(model(batch), batch)
+        with autocast():
+            return model.loss(model(batch), batch)
 
     return ThetaBatch(loss) if reduce is None else ThetaBatch(loss, reduce)
 
@@ -216,7 +223,7 @@ class SearchDriver(Loop):
     def step(self, batch: dict[str, Tensor]) -> float:
         warmup = self.warmup(self.state.epoch)
         self.supernet.set_routes(self.searcher.w_routes(self._gen(SEED_ARCH), warmup))
-        return w_step(self.net, batch, self.opt, self.s.clip)
+        return w_step(self.net, batch, self.opt, self.s.clip, self.amp)
 
     def learns(self, epoch: int) -> bool:
         return self.searcher.learns and not self.warmup(epoch)
@@ -259,7 +266,8 @@ class SearchDriver(Loop):
     def theta_batch(self, batch: dict[str, Tensor]) -> ThetaBatch:
         """θ's view of a D_a batch, its gradients averaged over the ranks."""
         dist = self.job.dist
-        return theta_batch(self.supernet, batch, lambda g: distributed.all_reduce_mean(g, dist))
+        reduce = lambda g: distributed.all_reduce_mean(g, dist)  # noqa: E731
+        return theta_batch(self.supernet, batch, reduce, self.amp.autocast)
 
     def end_epoch(self, epoch: int) -> None:
         """Score the candidate on D_a, record the epoch, write the run files, early stop."""

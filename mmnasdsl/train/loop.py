@@ -37,6 +37,7 @@ from mmnasdsl.lang.format import format_spec
 from mmnasdsl.lang.spec import Spec
 from mmnasdsl.train import distributed, runs
 from mmnasdsl.train.distributed import Dist
+from mmnasdsl.train.precision import Amp
 from mmnasdsl.train.progress import LogReporter, Reporter
 
 log = logging.getLogger("mmnasdsl.train")
@@ -135,16 +136,20 @@ def seed_step(seed: int, epoch: int, step: int, dist: Dist) -> None:
 
 
 def w_step(
-    net: nn.Module, batch: dict[str, Tensor], opt: torch.optim.Optimizer, clip: float
+    net: nn.Module,
+    batch: dict[str, Tensor],
+    opt: torch.optim.Optimizer,
+    clip: float,
+    amp: Amp | None = None,
 ) -> float:
-    """One update of the weights on a batch: forward, loss, backward, clip, Adam."""
+    """One update of the weights on a batch: forward and loss in the run's precision,
+    backward, clip, Adam."""
+    amp = amp or Amp()
     opt.zero_grad(set_to_none=True)
-    out = net(batch)
-    loss = distributed.unwrap(net).loss(out, batch)
-    loss.backward()
-    params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-    nn.utils.clip_grad_norm_(params, clip)
-    opt.step()
+    with amp.autocast():
+        out = net(batch)
+        loss = distributed.unwrap(net).loss(out, batch)
+    amp.update(loss, opt, clip)
     return loss.item()
 
 
@@ -250,6 +255,8 @@ class Loop:
         self.train_set: FeatureDataset = open_split(job.data, "train", job.spec)
         torch.manual_seed(job.seed)
         self.model = self.build_model().to(job.device)
+        self.model.checkpoint = bool(getattr(self.s, "checkpoint", False))
+        self.amp = Amp(getattr(self.s, "precision", "fp32"), job.device)
         self.task: Task = self.model.task
         self.relations = relation_convention(job.spec)
         self.net = distributed.wrap(self.model, job.dist, job.device)
@@ -284,7 +291,7 @@ class Loop:
 
     def step(self, batch: dict[str, Tensor]) -> float:
         """One training step on a batch; returns the loss (default: one W step)."""
-        return w_step(self.net, batch, self.opt, self.s.clip)
+        return w_step(self.net, batch, self.opt, self.s.clip, self.amp)
 
     def after_step(self) -> None:
         """Hook: after each step (the search's θ steps)."""
@@ -396,6 +403,7 @@ class Loop:
             "spec": format_spec(self.job.spec),
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
+            "scaler": self.amp.state_dict(),
             "state": self.state.as_dict(),
             "rng": runs.rng_state(),
             **self.resume_keys(),
@@ -411,6 +419,7 @@ class Loop:
         try:  # a checkpoint of this run whose contents were damaged or edited
             self.model.load_state_dict(ckpt["model"])
             self.opt.load_state_dict(ckpt["optimizer"])
+            self.amp.load_state_dict(ckpt.get("scaler", {}))
             self.state = State(**ckpt["state"])
             self.load_extra(ckpt)
             runs.resumed(ckpt, self.job.run_dir, log)
