@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,16 @@ from mmnasdsl.lang.spec import Spec
 from mmnasdsl.search.base import SEARCHERS, Searcher, ThetaBatch
 from mmnasdsl.search.space import SPACES, SearchSpace, space_of
 from mmnasdsl.train import distributed, runs
-from mmnasdsl.train.loop import Job, Loop, lr_factor, model_for, seed_step, w_step
+from mmnasdsl.train.loop import (
+    Clock,
+    Job,
+    Loop,
+    epoch_times,
+    lr_factor,
+    model_for,
+    seed_step,
+    w_step,
+)
 
 log = logging.getLogger("mmnasdsl.search")
 
@@ -239,12 +247,12 @@ class SearchDriver(Loop):
 
     def end_epoch(self, epoch: int) -> None:
         """Score the candidate on D_a, record the epoch, write the run files, early stop."""
-        st, t0 = self.state, time.perf_counter()
+        st, clock = self.state, Clock()
         candidate = self.searcher.candidate(self._gen(SEED_EVAL, step=0))
         self.supernet.set_arch(candidate)
         metric = float(self.evaluate(self.train_set, self.d_a)[self.task.metric])
         self.searcher.feedback(candidate, metric)
-        st.sums["seconds"] = st.sums.get("seconds", 0.0) + time.perf_counter() - t0
+        clock.lap(st.sums)
         record = self.epoch_record(epoch, metric)
         if st.history and not self.warmup(epoch):
             same = record["arch"] == st.history[-1]["arch"]
@@ -271,7 +279,7 @@ class SearchDriver(Loop):
             "metric": metric,
             "metric_name": self.task.metric,
             "arch": self.space_kind.describe(self.job.spec, self.space, self.searcher.best()),
-            "seconds": st.sums.get("seconds", 0.0),
+            **epoch_times(st.sums),
         }
 
     def running(self) -> dict[str, float]:
