@@ -51,9 +51,19 @@ def load(path: str | Path) -> Spec:
 
 
 def read_spec_text(path: str | Path) -> str:
-    """A spec file's text; SpecError naming the file when it cannot be read."""
+    """A spec file's text; SpecError naming the file when it cannot be read or is larger
+    than the front end reads (`lang.limits.MAX_SOURCE_CHARS`): at most that many bytes
+    are read, so `/dev/zero` or a multi-gigabyte file is refused at once."""
+    from mmnasdsl.lang.limits import MAX_SOURCE_CHARS
+
     try:
-        return Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as f:
+            raw = f.read(MAX_SOURCE_CHARS + 1)
+        if len(raw) > MAX_SOURCE_CHARS:
+            message = f"cannot read spec: the file is larger than {MAX_SOURCE_CHARS:,} bytes"
+            raise SpecError([Diagnostic(message)], source=str(path))
+        # as text mode reads it: universal newlines
+        return raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SpecError([Diagnostic(f"cannot read spec: {reason}")], source=str(path)) from None

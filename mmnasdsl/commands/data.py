@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 from mmnasdsl.lang.errors import DataError, UsageError
+from mmnasdsl.lang.settings import MAX_SCENES, MAX_SEED
 
 data_app = typer.Typer(
     help="Feature stores: the built-in shapes and planted worlds, importers, info.",
@@ -45,7 +46,9 @@ IdMapOpt = Annotated[
 MinWordOpt = Annotated[
     int, typer.Option("--min-word-count", min=1, help="keep words seen this often in train")
 ]
-MaxLenOpt = Annotated[int, typer.Option("--max-len", min=1)]
+MaxLenOpt = Annotated[
+    int, typer.Option("--max-len", min=1, max=1024, help="tokens kept per sample")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -57,9 +60,10 @@ def shapes(
     task: Annotated[str, typer.Option("--task", help="vqa, itm or vg")],
     out: Annotated[Path, typer.Option("-o", "--out", help="folder for train/val/test .h5")],
     scenes: Annotated[
-        int, typer.Option("--scenes", min=10, help="train scenes (val, test: 1/4)")
+        int,
+        typer.Option("--scenes", min=10, max=MAX_SCENES, help="train scenes (val, test: 1/4)"),
     ] = 2000,
-    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED)] = 0,
 ) -> None:
     """Generate the built-in synthetic world for a task (deterministic for a seed)."""
     from mmnasdsl.data.resolve import SHAPES_TASKS, generate_with_progress

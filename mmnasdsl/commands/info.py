@@ -113,13 +113,22 @@ def print_table(info: dict[str, Any]) -> None:
 
 SpecArg = Annotated[Path, typer.Argument(help="a .mmnas spec")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
-VocabOpt = Annotated[int, typer.Option("--vocab", min=1, help="word vocabulary size")]
+MAX_VOCAB = 10_000_000  # word vocabulary and answers (the VQA head admits as many)
+VocabOpt = Annotated[
+    int, typer.Option("--vocab", min=1, max=MAX_VOCAB, help="word vocabulary size")
+]
 AnswersOpt = Annotated[
     int | None,
-    typer.Option("--answers", min=1, help="VQA answers (default: the head's answers option)"),
+    typer.Option(
+        "--answers",
+        min=1,
+        max=MAX_VOCAB,
+        help="VQA answers (default: the head's answers option)",
+    ),
 ]
 WidthOpt = Annotated[
-    int | None, typer.Option("--d-model", min=8, help="width override (e.g. the search width)")
+    int | None,
+    typer.Option("--d-model", min=8, max=8192, help="width override (e.g. the search width)"),
 ]
 
 

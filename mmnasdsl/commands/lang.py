@@ -116,7 +116,8 @@ def convert_cmd(
         Path | None, typer.Option("--output", "-o", help="output file (default: stdout)")
     ] = None,
     epoch: Annotated[
-        int | None, typer.Option("--epoch", help="epoch<N> to take (default: the last)")
+        int | None,
+        typer.Option("--epoch", min=0, help="epoch<N> to take or write (default: the last; 0)"),
     ] = None,
 ) -> None:
     """Convert between the reference's architecture JSON and a concrete spec."""

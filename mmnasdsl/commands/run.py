@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mmnasdsl.lang.errors import UsageError
+from mmnasdsl.lang.settings import MAX_SEED
 from mmnasdsl.lang.spec import Spec
 from mmnasdsl.train.progress import LogReporter, NullReporter, Reporter, format_stats
 
@@ -43,7 +44,10 @@ DataOpt = Annotated[
         "--data", help="data folder with train/val/test .h5 (default: the spec's data section)"
     ),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the split, the order, the paths")]
+SeedOpt = Annotated[
+    int,
+    typer.Option("--seed", min=0, max=MAX_SEED, help="seed of the split, the order, the paths"),
+]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue the run in -o exactly")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress, warnings only")]
@@ -56,6 +60,7 @@ ThreadsOpt = Annotated[
     typer.Option(
         "--threads",
         min=1,
+        max=1024,
         help="CPU threads per process (default: $OMP_NUM_THREADS, else half the cores)",
     ),
 ]
@@ -184,14 +189,19 @@ def start_processes(device: str, threads: int | None = None) -> tuple[torch.devi
     return dev, distributed.init(dev)
 
 
-def run_dir_for(out: Path | None, spec_path: Path, resume: bool, marker: str, dist: Dist) -> Path:
-    """Rank 0 picks (and checks) the run directory; every rank gets the same path."""
+def run_dir_for(
+    out: Path | None, spec_path: Path, resume: bool, marker: str, dist: Dist
+) -> tuple[Path, bool]:
+    """Rank 0 picks (and checks) the run directory; every rank gets the same path. Also
+    whether this run created it (a failed set-up removes what it created)."""
     from mmnasdsl.train import distributed, runs
 
-    path = (
-        runs.prepare_run_dir(out, spec_path, resume=resume, marker=marker) if dist.is_main else None
-    )
-    return Path(distributed.broadcast_object(str(path) if path else None, dist))
+    path, created = None, False
+    if dist.is_main:
+        target = Path(out) if out is not None else runs.default_run_dir(spec_path)
+        created = not target.exists()
+        path = runs.prepare_run_dir(out, spec_path, resume=resume, marker=marker)
+    return Path(distributed.broadcast_object(str(path) if path else None, dist)), created
 
 
 def data_for(spec: Spec, data: str | None, dist: Dist) -> Path:
@@ -222,24 +232,33 @@ def run_session(
     """The set-up `search` and `train` share: device and process group, run directory,
     logging, data. Yields the fields every job takes; leaves the process group on exit.
 
+    A run that fails before it wrote anything but its log (bad data, a model too large,
+    an interrupt in the first steps) leaves nothing behind: the log goes, and the
+    directory too when this run created it, so the same command can be retried.
+
     Args:
         marker: the checkpoint a resumable run leaves (checkpoint.pt, last.pt).
     """
-    from mmnasdsl.train import distributed
+    from mmnasdsl.train import distributed, runs
 
     dev, dist = start_processes(device, threads)
     try:
-        run_dir = run_dir_for(out, spec_path, resume, marker, dist)
-        with reporting(run_dir, quiet, dist) as reporter:
-            yield {
-                "spec": spec,
-                "data": data_for(spec, data, dist),
-                "run_dir": run_dir,
-                "device": dev,
-                "resume": resume,
-                "reporter": reporter,
-                "dist": dist,
-            }
+        run_dir, created = run_dir_for(out, spec_path, resume, marker, dist)
+        try:
+            with reporting(run_dir, quiet, dist) as reporter:
+                yield {
+                    "spec": spec,
+                    "data": data_for(spec, data, dist),
+                    "run_dir": run_dir,
+                    "device": dev,
+                    "resume": resume,
+                    "reporter": reporter,
+                    "dist": dist,
+                }
+        except BaseException:
+            if dist.is_main and not resume:
+                runs.discard_unused(run_dir, created)
+            raise
     finally:
         distributed.shutdown(dist)
 
@@ -247,6 +266,21 @@ def run_session(
 def overrides(**flags: Any) -> dict[str, Any]:
     """The flags a user gave (None = not given), as settings overrides."""
     return {k: v for k, v in flags.items() if v is not None}
+
+
+def flag_settings(build: Any, spec: Spec, **flags: Any) -> Any:
+    """`build(spec, **overrides)` (search_settings, train_settings) with the flags a user
+    gave; a value the option's schema refuses is a UsageError naming the flag, with the
+    schema's range (the one table of what an option may be)."""
+    from pydantic import ValidationError
+
+    from mmnasdsl.lang.check import validation_message
+
+    try:
+        return build(spec, **overrides(**flags))
+    except ValidationError as exc:
+        names = {field: "--" + field.replace("_", "-") for field in flags}
+        raise UsageError(validation_message(exc, names)) from None
 
 
 # ----------------------------------------------------------------------------- commands
@@ -288,18 +322,17 @@ def search_cmd(
             raise UsageError(
                 f"--searcher: {exc.args[0]}; one of {', '.join(SEARCHERS.names())}"
             ) from None
-    settings = search_settings(
+    settings = flag_settings(
+        search_settings,
         spec,
-        **overrides(
-            epochs=epochs,
-            warmup=warmup,
-            batch=batch,
-            lr=lr,
-            theta_lr=theta_lr,
-            update_ratio=update_ratio,
-            patience=patience,
-            d_model=d_model,
-        ),
+        epochs=epochs,
+        warmup=warmup,
+        batch=batch,
+        lr=lr,
+        theta_lr=theta_lr,
+        update_ratio=update_ratio,
+        patience=patience,
+        d_model=d_model,
     )
     session = run_session(
         spec, spec_path, out, data, resume, device, threads, quiet, "checkpoint.pt"
@@ -349,7 +382,7 @@ def train_cmd(
             f"architectures), not one network: run `mmnasdsl search {spec_path}` "
             "and train the arch.mmnas it writes"
         )
-    settings = train_settings(spec, **overrides(epochs=epochs, batch=batch, lr=lr))
+    settings = flag_settings(train_settings, spec, epochs=epochs, batch=batch, lr=lr)
     session = run_session(spec, spec_path, out, data, resume, device, threads, quiet, "last.pt")
     with session as common:
         job = TrainJob(**common, settings=settings, seed=seed, checkpoint_every=checkpoint_every)

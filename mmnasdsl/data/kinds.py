@@ -29,6 +29,8 @@ class DataKind:
 
     name: ClassVar[str] = ""
     keys: ClassVar[dict[str, Shape]] = {}
+    dtypes: ClassVar[dict[str, str]] = {}  # key -> "int", "float" or "str", checked on open
+    decoded: ClassVar[tuple[str, ...]] = ()  # small string datasets read whole: UTF-8 checked
     finite_keys: ClassVar[tuple[str, ...]] = ()  # float datasets checked for NaN/inf on open
 
     def check(self, f: h5py.File, name: str, n_text: int) -> None:
@@ -97,6 +99,17 @@ class VQAData(DataKind):
         "vqa/family": (1, None),
         "vqa/family_names": (1, None),
     }
+    dtypes: ClassVar[dict[str, str]] = {
+        "vqa/answers": "str",
+        "vqa/raw_answers": "str",
+        "vqa/score_offsets": "int",
+        "vqa/score_ids": "int",
+        "vqa/score_values": "float",
+        "vqa/answer_type": "int",
+        "vqa/family": "int",
+        "vqa/family_names": "str",
+    }
+    decoded = ("vqa/answers", "vqa/family_names")
     finite_keys = ("vqa/score_values",)
 
     def check(self, f: h5py.File, name: str, n_text: int) -> None:
@@ -170,6 +183,7 @@ class VGData(DataKind):
 
     name = "vg"
     keys: ClassVar[dict[str, Shape]] = {"vg/gt_box": (2, (4,))}
+    dtypes: ClassVar[dict[str, str]] = {"vg/gt_box": "float"}
     finite_keys = ("vg/gt_box",)
 
     def check(self, f: h5py.File, name: str, n_text: int) -> None:

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mmnasdsl.data.geometry import relation_features
 from mmnasdsl.data.kinds import DataKind, get_kind
-from mmnasdsl.data.store import open_store
+from mmnasdsl.data.store import H5_ERRORS, attr_str, open_store
 from mmnasdsl.lang.errors import DataError
 
 CACHE_BYTES = 512 << 20  # features up to this size are read into memory once
@@ -57,21 +57,24 @@ class FeatureDataset(Dataset):
         self._pid = -1
         self._raw_answers: np.ndarray | None = None
         with open_store(self.path) as f:
-            self._read_common(f)
-            self.kind: DataKind = get_kind(self.task, str(self.path))
-            self.__dict__.update(self.kind.read(f))
-            n_feat = f["images/features"].size * 4
-            self._features = (
-                f["images/features"][:]
-                if (cache or (cache is None and n_feat <= CACHE_BYTES))
-                else None
-            )
+            try:
+                self._read_common(f)
+                self.kind: DataKind = get_kind(self.task, str(self.path))
+                self.__dict__.update(self.kind.read(f))
+                n_feat = f["images/features"].size * 4
+                self._features = (
+                    f["images/features"][:]
+                    if (cache or (cache is None and n_feat <= CACHE_BYTES))
+                    else None
+                )
+            except (*H5_ERRORS, UnicodeDecodeError) as exc:  # damaged chunks, bad UTF-8
+                raise DataError(f"{self.path}: a damaged store ({exc})") from None
 
     # -- reading the small arrays once ----------------------------------------------------
 
     def _read_common(self, f: h5py.File) -> None:
-        self.task: str = str(f.attrs["task"])
-        self.split: str = str(f.attrs.get("split", ""))
+        self.task: str = attr_str(f.attrs["task"])
+        self.split: str = attr_str(f.attrs.get("split", ""))
         self.feature_dim = int(f["images/features"].shape[1])
         self.image_offsets = f["images/offsets"][:]
         self.boxes = f["images/boxes"][:]
@@ -111,7 +114,10 @@ class FeatureDataset(Dataset):
     def raw_answers(self, i: int) -> list[str]:
         """The annotators' answers to question i (empty strings dropped), for VQA accuracy."""
         if self._raw_answers is None:
-            self._raw_answers = self._file()["vqa/raw_answers"].asstr()[:]
+            try:
+                self._raw_answers = self._file()["vqa/raw_answers"].asstr()[:]
+            except (*H5_ERRORS, UnicodeDecodeError) as exc:
+                raise DataError(f"{self.path}: cannot read 'vqa/raw_answers' ({exc})") from None
         return [a for a in self._raw_answers[i] if a]
 
     def pairs(
@@ -141,7 +147,12 @@ class FeatureDataset(Dataset):
         if self._features is not None:
             feats = self._features[lo:hi]
         else:
-            feats = self._file()["images/features"][lo:hi]
+            try:
+                feats = self._file()["images/features"][lo:hi]
+            except H5_ERRORS as exc:
+                raise DataError(
+                    f"{self.path}: cannot read the features of image row {row} ({exc})"
+                ) from None
             if not np.isfinite(feats).all():
                 raise DataError(f"{self.path}: NaN or inf in the features of image row {row}")
         return {"objects": feats, "boxes": self.boxes[lo:hi], "image_size": self.image_size[row]}

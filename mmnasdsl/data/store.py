@@ -8,7 +8,9 @@ padding, with per-image offsets; text likewise (token ids + offsets). One text r
 sample (a VQA question, an ITM caption, a VG referring expression) and points at its image.
 Writes are atomic: a store is built in a temporary file in the target folder, fsynced and
 renamed into place, so a crash never leaves a half-written file that looks valid.
-Reading validates keys, shapes and finiteness and raises `DataError` naming file and item.
+Reading validates keys, ranks, dtypes, lengths, ranges and finiteness and raises
+`DataError` naming file and item; whatever h5py raises on a damaged file (overwritten
+metadata, unreadable chunks) is a `DataError` naming the file too.
 """
 
 from __future__ import annotations
@@ -30,6 +32,17 @@ FORMAT_VERSION = 1
 STR = h5py.string_dtype("utf-8")
 FULL_CHECK_BYTES = 256 << 20  # features up to this size are checked for NaN/inf on open
 
+# What h5py and numpy raise on a damaged file: overwritten metadata surfaces as any of these.
+H5_ERRORS = (
+    OSError,
+    KeyError,
+    ValueError,
+    TypeError,
+    RuntimeError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+)
 # key -> (ndim, fixed trailing dims or None); lengths are cross-checked in `_check_lengths`
 COMMON_KEYS: dict[str, tuple[int, tuple[int, ...] | None]] = {
     "images/features": (2, None),
@@ -44,6 +57,22 @@ COMMON_KEYS: dict[str, tuple[int, tuple[int, ...] | None]] = {
     "text/id": (1, None),
     "text/vocab": (1, None),
 }
+# key -> what its values must be: "int", "float" or "str" (UTF-8)
+COMMON_DTYPES: dict[str, str] = {
+    "images/features": "float",
+    "images/boxes": "float",
+    "images/offsets": "int",
+    "images/size": "float",
+    "images/id": "int",
+    "text/tokens": "int",
+    "text/offsets": "int",
+    "text/raw": "str",
+    "text/image": "int",
+    "text/id": "int",
+    "text/vocab": "str",
+    "text/glove": "float",
+}
+DECODED = ("text/vocab",)  # small string datasets read whole: their UTF-8 is checked on open
 # ----------------------------------------------------------------------------- writing
 
 
@@ -82,9 +111,14 @@ class StoreWriter:
         split: str = "",
         source: str = "",
         flush_rows: int = 65536,
+        commit: bool = True,
     ) -> None:
+        """`commit=False` leaves the checked store under its temporary name on a clean
+        exit; `commit()` or `discard()` decides later (a multi-split import commits all
+        its splits or none)."""
         get_kind(task, str(path))
         self.path = Path(path)
+        self.auto_commit = commit
         self.task, self.dim, self.split, self.source = task, feature_dim, split, source
         self.flush_rows = flush_rows
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
@@ -185,15 +219,26 @@ class StoreWriter:
                 self._file[key] = arr
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        finished = False
         try:
             if exc_type is None:
                 self._finish()
+                finished = True
         finally:
             if self._file is not None and self._file.id.valid:
                 self._file.close()
-            if exc_type is not None or self._tmp.exists():
-                with contextlib.suppress(FileNotFoundError):
-                    self._tmp.unlink()
+            if not (finished and not self.auto_commit):
+                self.discard()
+
+    def commit(self) -> None:
+        """Move the finished store into place (atomic rename, then the folder is synced)."""
+        os.replace(self._tmp, self.path)
+        _fsync(self.path.parent)
+
+    def discard(self) -> None:
+        """Remove the temporary file (an uncommitted or failed store)."""
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
 
     def _finish(self) -> None:
         assert self._file is not None
@@ -214,8 +259,8 @@ class StoreWriter:
         f.flush()
         f.close()
         _fsync(self._tmp)
-        os.replace(self._tmp, self.path)
-        _fsync(self.path.parent)
+        if self.auto_commit:
+            self.commit()
 
 
 def _fsync(path: Path) -> None:
@@ -238,11 +283,17 @@ def open_store(path: str | Path) -> h5py.File:
         raise DataError(f"{p}: no such store file")
     try:
         f = h5py.File(p, "r")
-    except OSError as exc:
+    except H5_ERRORS as exc:
         raise DataError(f"{p}: not a readable HDF5 store ({exc})") from None
     try:
         check_file(f, str(p))
-    except Exception:
+    except DataError:
+        f.close()
+        raise
+    except H5_ERRORS as exc:  # damaged metadata or chunks
+        f.close()
+        raise DataError(f"{p}: a damaged store ({type(exc).__name__}: {exc})") from None
+    except BaseException:
         f.close()
         raise
     return f
@@ -253,18 +304,62 @@ def check_file(f: h5py.File, name: str, *, check_features: bool = True) -> None:
     version = f.attrs.get("format_version")
     if version is None:
         raise DataError(f"{name}: not an mmnasdsl store (no format_version attribute)")
+    if not _is_int(version):
+        raise DataError(f"{name}: format_version {_short(version)} is not an integer")
     if int(version) != FORMAT_VERSION:
         raise DataError(f"{name}: format_version {version}, this mmnasdsl reads {FORMAT_VERSION}")
-    kind = get_kind(_attr_str(f.attrs.get("task", "")), name)
+    kind = get_kind(attr_str(f.attrs.get("task", "")), name)
+    dtypes = {**COMMON_DTYPES, **kind.dtypes}
     for key, (ndim, trailing) in {**COMMON_KEYS, **kind.keys}.items():
         _check_key(f, name, key, ndim, trailing)
+        _check_dtype(f, name, key, dtypes.get(key))
+    if "text/glove" in f:
+        _check_key(f, name, "text/glove", 2, None)
+        _check_dtype(f, name, "text/glove", "float")
+        same_len(f, name, ["text/glove"], f["text/vocab"].shape[0], "one per vocabulary word")
+    for key in (*DECODED, *kind.decoded):
+        _check_utf8(f, name, key)
     n_text = _check_lengths(f, name)
     kind.check(f, name, n_text)
     _check_finite(f, name, check_features, kind.finite_keys)
 
 
-def _attr_str(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
+def attr_str(v: Any) -> str:
+    """A string attribute as h5py returns it (str, or bytes from other writers)."""
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _short(v: Any) -> str:
+    text = repr(v.tolist() if isinstance(v, np.ndarray) else v)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+_DTYPE_WORDS = {"int": "integers", "float": "floating-point numbers", "str": "UTF-8 strings"}
+
+
+def _check_dtype(f: h5py.File, name: str, key: str, want: str | None) -> None:
+    """DataError unless dataset `key` holds `want` ("int", "float", "str")."""
+    if want is None:
+        return
+    dtype = f[key].dtype
+    ok = {
+        "int": dtype.kind in "iu",
+        "float": dtype.kind == "f",
+        "str": h5py.check_string_dtype(dtype) is not None,
+    }[want]
+    if not ok:
+        raise DataError(f"{name}: dataset '{key}' holds {dtype}, expected {_DTYPE_WORDS[want]}")
+
+
+def _check_utf8(f: h5py.File, name: str, key: str) -> None:
+    try:
+        f[key].asstr()[:]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name}: dataset '{key}' is not UTF-8 ({exc.reason})") from None
 
 
 def _check_key(

@@ -161,6 +161,10 @@ def read_glove(path: str | Path, vocab: list[str]) -> np.ndarray:
                     found[index[word]] = _floats(rest, path, n)
     except OSError as exc:
         raise DataError(f"{path}: cannot read GloVe file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not a UTF-8 GloVe text file (byte {exc.start}: {exc.reason})"
+        ) from None
     if dim is None:
         raise DataError(f"{path}: empty GloVe file")
     matrix = np.random.default_rng(0).normal(0, 0.1, (len(vocab), dim)).astype(np.float32)

@@ -64,7 +64,7 @@ class ITMOptions(BaseModel):
     """`head itm(negatives_from = 0, candidates = 64, top_k = 5, loss = bce, ...)`: which
     negatives an epoch trains on, and the loss (module docstring)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     candidates: int = Field(
         64, ge=1, le=100_000, description="random negatives scored per anchor when mining"
     )

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 class VGOptions(BaseModel):
     """`head vg(box_weight = 1.0, iou = 0.5)`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     box_weight: float = Field(
         1.0, ge=0, le=1e6, description="λ on the box loss (paper 1, reference 0.5)"
     )

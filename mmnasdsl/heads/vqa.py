@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 class VQAOptions(BaseModel):
     """`head vqa(answers = K, loss = bce|ce)`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     answers: int = Field(3129, ge=1, le=10_000_000, description="answer vocabulary size K")
     loss: Literal["bce", "ce"] = Field("bce", description="bce on soft scores, or softmax ce")
 

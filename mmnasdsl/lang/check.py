@@ -10,6 +10,7 @@ registries (imported lazily: they pull in torch).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -50,6 +51,11 @@ from mmnasdsl.lang.spec import (
 # More blocks than any sensible network; also keeps a typo like `SA * 10000000` from
 # expanding into millions of blocks before it is reported.
 MAX_BLOCKS = 4096
+# Candidate names compared for did-you-mean suggestions per spec: a spec with thousands of
+# unknown names among thousands of pools would otherwise spend minutes on suggestions
+# nobody reads (only the first `errors.MAX_SHOWN` errors are printed).
+SUGGESTION_BUDGET = 50_000
+MAX_SHOWN_VALUE = 60  # characters of a value quoted in a message
 
 SECTIONS: dict[str, type[BaseModel]] = {"search": SearchSettings, "train": TrainSettings}
 
@@ -78,9 +84,21 @@ class Checker:
         self.ops = {name: tuple(getattr(catalog.ops[name], "needs", ())) for name in catalog.ops}
         self.heads = dict(catalog.heads)
         self.diags: list[Diagnostic] = []
+        # Looked up once: the spec's properties rebuild their dicts on every access, and
+        # the checks below ask once per reference (quadratic on a spec of many names).
+        self.pools = spec.pools
+        self.inputs = spec.inputs
+        self.pool_names = list(dict.fromkeys(d.name for d in spec.of_type(PoolDecl)))
+        self.budget = SUGGESTION_BUDGET
+        self.ref_hints: dict[str, str] = {}  # unknown op/pool name -> its suggestion
 
     def error(self, message: str, span: Span, hint: str | None = None) -> None:
         self.diags.append(Diagnostic(message, span, hint))
+
+    def suggest(self, name: str, names: list[str]) -> str:
+        """` (did you mean 'X'?)`, while the spec's suggestion budget lasts."""
+        self.budget -= len(names)
+        return did_you_mean(name, names) if self.budget >= 0 else ""
 
     def first_of_each(self, decls: Iterable[Any], what: str) -> Iterator[Any]:
         """The declarations (inputs, pools) whose name is new; a repeated name is reported."""
@@ -100,7 +118,7 @@ class Checker:
         """`unknown <what> '<name>'` with a did-you-mean, expecting one of `names`."""
         names = list(names)
         self.error(
-            f"unknown {what} '{name}'{did_you_mean(name, names)}",
+            f"unknown {what} '{name}'{self.suggest(name, names)}",
             span,
             f"expected {_one_of(names)}",
         )
@@ -189,6 +207,7 @@ class Checker:
         self.validate(schema, call.args, call.span, f"{call.name} option")
 
     def check_pools(self) -> None:
+        cyclic = cyclic_pools(self.pools)
         for decl in self.first_of_each(self.spec.of_type(PoolDecl), "pool"):
             if decl.name in self.ops:
                 self.error(
@@ -196,7 +215,7 @@ class Checker:
                     decl.span,
                     "expected a pool name that is not an op name, e.g. 'enc' or 'dec'",
                 )
-            elif decl.name in _pool_closure(decl.name, self.spec.pools):
+            elif decl.name in cyclic:
                 self.error(
                     f"pool '{decl.name}' includes itself",
                     decl.span,
@@ -221,13 +240,15 @@ class Checker:
             seen.add(ref.name)
 
     def check_ref(self, ref: Ref) -> bool:
-        if ref.name in self.ops or ref.name in self.spec.pools:
+        if ref.name in self.ops or ref.name in self.pools:
             return True
-        pool_names = list(dict.fromkeys(d.name for d in self.spec.of_type(PoolDecl)))
-        names = list(self.ops) + pool_names
+        pool_names = self.pool_names
         pools = f", or a pool: {_one_of(pool_names)}" if pool_names else ""
+        if ref.name not in self.ref_hints:  # (a name written many times is matched once)
+            names = list(self.ops) + pool_names
+            self.ref_hints[ref.name] = self.suggest(ref.name, names)
         self.error(
-            f"unknown op or pool '{ref.name}'{did_you_mean(ref.name, names)}",
+            f"unknown op or pool '{ref.name}'{self.ref_hints[ref.name]}",
             ref.span,
             f"expected an op: {_one_of(self.ops)}{pools}",
         )
@@ -257,17 +278,19 @@ class Checker:
             self.check_stack(st)
 
     def check_stack(self, st: StackDecl) -> None:
-        if st.stream not in self.spec.inputs:
+        if st.stream not in self.inputs:
             self.error(
-                f"unknown input '{st.stream}'{did_you_mean(st.stream, list(self.spec.inputs))}",
+                f"unknown input '{st.stream}'{self.suggest(st.stream, list(self.inputs))}",
                 st.stream_span if st.stream_span.line else st.span,
-                f"expected an input: {_one_of(self.spec.inputs)}",
+                f"expected an input: {_one_of(self.inputs)}",
             )
         ok = self.check_items(st.body)
         n_blocks = count_blocks(st.body)
         if n_blocks > MAX_BLOCKS:
+            big = n_blocks >= 10**18  # (a count of 64 nested repeats has ~1000 digits)
+            shown = f"about 10^{round(math.log10(n_blocks))}" if big else str(n_blocks)
             self.error(
-                f"{st.kind} '{st.stream}' has {n_blocks} blocks",
+                f"{st.kind} '{st.stream}' has {shown} blocks",
                 st.span,
                 f"expected at most {MAX_BLOCKS} blocks per stack",
             )
@@ -278,7 +301,7 @@ class Checker:
                 st.span,
                 "expected at least one op in the sequence",
             )
-        if ok and not any(name in self.ops for name in self.spec.pools):
+        if ok and not any(name in self.ops for name in self.pools):
             self.check_needs(st)  # (a pool shadowing an op is reported; its effects are not)
 
     def check_items(self, items: tuple[Item, ...]) -> bool:
@@ -329,7 +352,7 @@ class Checker:
 
     def _has_relations(self, stream: str) -> str | None:
         """None when the stream has relation features, else why not (for the message)."""
-        decl = self.spec.inputs.get(stream)
+        decl = self.inputs.get(stream)
         if decl is None or decl.source.name not in INPUT_KINDS:
             return None  # reported elsewhere
         if decl.source.name == "words":
@@ -350,36 +373,46 @@ class Checker:
                     span,
                     "expected the guide to be another input, e.g. the text stream",
                 )
-            elif st.guide not in self.spec.inputs:
+            elif st.guide not in self.inputs:
                 self.error(
-                    f"unknown guide input '{st.guide}'"
-                    f"{did_you_mean(st.guide, list(self.spec.inputs))}",
+                    f"unknown guide input '{st.guide}'{self.suggest(st.guide, list(self.inputs))}",
                     span,
-                    f"expected an input: {_one_of(self.spec.inputs)}",
+                    f"expected an input: {_one_of(self.inputs)}",
                 )
             else:
                 guided.setdefault(st.stream, st)
         self.check_guide_cycles(guided)
 
     def check_guide_cycles(self, guided: dict[str, StackDecl]) -> None:
-        """The guide stream runs first; two stacks guiding each other have no order."""
-        reported: set[str] = set()
-        for stream, st in guided.items():
-            path = [stream]
-            nxt = st.guide
-            while nxt in guided and nxt not in path:
-                path.append(nxt)
+        """The guide stream runs first; two stacks guiding each other have no order.
+
+        Each stream has at most one guide, so the streams form a functional graph; one walk
+        per stream, stopping at any stream already walked, finds every cycle in linear time.
+        Each cycle is reported once, starting from its first stream in spec order."""
+        order = {stream: k for k, stream in enumerate(guided)}
+        done: set[str] = set()
+        for start in guided:
+            walk: list[str] = []
+            on_walk: set[str] = set()
+            nxt: str | None = start
+            while nxt in guided and nxt not in done and nxt not in on_walk:
+                walk.append(nxt)
+                on_walk.add(nxt)
                 nxt = guided[nxt].guide
-            if nxt == stream and stream not in reported:
-                reported.update(path)
-                last = guided[path[-1]]
-                cycle = " -> ".join([*path, stream])
-                self.error(
-                    f"guide cycle: {cycle}",
-                    last.guide_span,
-                    "expected the guide stream to be computed first (e.g. the encoder "
-                    "guides the decoder, not both ways)",
-                )
+            done.update(walk)
+            if nxt not in on_walk:
+                continue
+            cyc = walk[walk.index(nxt) :]
+            first = min(range(len(cyc)), key=lambda k: order[cyc[k]])
+            path = cyc[first:] + cyc[:first]
+            last = guided[path[-1]]
+            cycle = " -> ".join([*path, path[0]])
+            self.error(
+                f"guide cycle: {cycle}",
+                last.guide_span,
+                "expected the guide stream to be computed first (e.g. the encoder "
+                "guides the decoder, not both ways)",
+            )
 
     # -- head, data, sections ------------------------------------------------------------
 
@@ -393,7 +426,7 @@ class Checker:
             self.unknown("head", call.name, self.heads, call.span)
             return
         self.validate(head.Options, call.args, call.span, f"{call.name} head option")
-        kinds = {d.source.name for d in self.spec.inputs.values()}
+        kinds = {d.source.name for d in self.inputs.values()}
         if not kinds <= set(INPUT_KINDS):
             return  # an unknown input kind is reported; it may be the one the head needs
         for kind in getattr(head, "requires", ()):
@@ -529,7 +562,7 @@ class Checker:
         if err["type"] == "extra_forbidden" and key is not None:
             fields = [f for f in schema.model_fields if f not in ("kind", "source")]
             self.error(
-                f"unknown {what} '{key}'{did_you_mean(key, fields)}",
+                f"unknown {what} '{key}'{self.suggest(key, fields)}",
                 opt.span if opt else span,
                 f"expected one of: {', '.join(fields)}",
             )
@@ -578,6 +611,20 @@ def _pydantic_message(err: dict[str, Any]) -> str:
     return f"{_show(value)} {msg[0].lower()}{msg[1:]}" if value is not None else msg
 
 
+def validation_message(exc: ValidationError, names: dict[str, str] | None = None) -> str:
+    """A pydantic ValidationError in the checker's words, one part per error:
+    `--epochs: -1 is out of range (must be >= 0)`; `names` maps a field to what the user
+    typed for it (a flag), else the field is quoted."""
+    parts = []
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        key = str(loc[0]) if loc else None
+        name = (names or {}).get(key, f"'{key}'") if key else ""
+        message = _pydantic_message(err)
+        parts.append(f"{name}: {message}" if name else message)
+    return "; ".join(parts)
+
+
 def _expected_for(schema: type[BaseModel], key: str | None) -> str:
     field = schema.model_fields.get(key) if key else None
     if field is None:
@@ -607,13 +654,16 @@ def describe_type(annotation: Any) -> str:
 
 
 def _show(value: Any) -> str:
+    """A value as a message quotes it, cut to `MAX_SHOWN_VALUE` characters."""
     if isinstance(value, dict) and "call" in value:
-        return f"{value['call']}(...)"
-    if isinstance(value, str):
-        return repr(value)
-    if hasattr(value, "name") and not isinstance(value, type):
-        return str(value.name)
-    return repr(value)
+        text = f"{value['call']}(...)"
+    elif isinstance(value, str):
+        text = repr(value)
+    elif hasattr(value, "name") and not isinstance(value, type):
+        text = str(value.name)
+    else:
+        text = repr(value)
+    return text if len(text) <= MAX_SHOWN_VALUE else text[: MAX_SHOWN_VALUE - 1] + "…"
 
 
 def _find(opts: Iterable[Any], key: str | None) -> Any:
@@ -679,19 +729,48 @@ def count_blocks(items: tuple[Item, ...]) -> int:
     return total
 
 
-def _walk_pool(name: str, pools: dict[str, PoolDecl], seen: set[str]) -> Iterator[str]:
-    yield name
-    if name in pools and name not in seen:
-        seen.add(name)
-        for ref in pools[name].members:
-            yield from _walk_pool(ref.name, pools, seen)
-
-
-def _pool_closure(name: str, pools: dict[str, PoolDecl]) -> set[str]:
-    """Every name reachable from the members of pool `name` (itself only through a cycle)."""
+def cyclic_pools(pools: dict[str, PoolDecl]) -> set[str]:
+    """The pools that include themselves, directly or through other pools: those on a cycle
+    of the pool graph (Tarjan's strongly connected components, iteratively, in linear time;
+    a chain of thousands of pools neither recurses nor is walked once per pool)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
     out: set[str] = set()
-    for ref in pools[name].members:
-        out.update(_walk_pool(ref.name, pools, set()))
+    graph = {name: [r.name for r in d.members if r.name in pools] for name, d in pools.items()}
+    for root in pools:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            name, i = work.pop()
+            if i == 0:
+                index[name] = low[name] = len(index)
+                stack.append(name)
+                on_stack.add(name)
+            members = graph[name]
+            if i < len(members):
+                work.append((name, i + 1))
+                nxt = members[i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[name] = min(low[name], index[nxt])
+                continue
+            if low[name] == index[name]:
+                component = []
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    component.append(top)
+                    if top == name:
+                        break
+                if len(component) > 1 or name in members:
+                    out.update(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[name])
     return out
 
 

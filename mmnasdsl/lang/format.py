@@ -155,26 +155,45 @@ def format_option(opt: Option) -> str:
 
 
 class _Comments:
-    """The spec's comments by line, handed out as statements and options claim them."""
+    """The spec's comments by line, handed out as statements and options claim them.
+
+    Linear in the number of comments: they are grouped by line once, and lines are handed
+    out from a cursor (statements claim them in line order), so a spec of thousands of
+    comments and statements formats in one pass.
+    """
 
     def __init__(self, comments: tuple[Comment, ...]) -> None:
-        self.pending = sorted(comments, key=lambda c: (c.span.line, c.span.column))
+        self.by_line: dict[int, list[str]] = {}
+        for c in sorted(comments, key=lambda c: (c.span.line, c.span.column)):
+            self.by_line.setdefault(c.span.line, []).append(c.text)
+        self.lines = sorted(self.by_line)
+        self.cursor = 0  # lines before this index are handed out
+
+    @property
+    def first_pending(self) -> int:
+        """The line of the first comment not yet handed out, or 0."""
+        self._skip_taken()
+        return self.lines[self.cursor] if self.cursor < len(self.lines) else 0
+
+    def _skip_taken(self) -> None:
+        while self.cursor < len(self.lines) and self.lines[self.cursor] not in self.by_line:
+            self.cursor += 1
 
     def before(self, line: int) -> list[str]:
         """Comments that start before `line` (and are not yet placed)."""
-        out = [c.text for c in self.pending if c.span.line < line]
-        self.pending = [c for c in self.pending if c.span.line >= line]
+        out: list[str] = []
+        while self.cursor < len(self.lines) and self.lines[self.cursor] < line:
+            out += self.by_line.pop(self.lines[self.cursor], [])
+            self.cursor += 1
         return out
 
     def on(self, line: int) -> str:
         """The comment that ends `line`, as a trailing `  # ...`, or ''."""
-        found = [c for c in self.pending if c.span.line == line]
-        self.pending = [c for c in self.pending if c.span.line != line]
-        return "".join(f"  {c.text}" for c in found)
+        return "".join(f"  {text}" for text in self.by_line.pop(line, []))
 
     def rest(self) -> list[str]:
-        out = [c.text for c in self.pending]
-        self.pending = []
+        out = self.before(max(self.lines, default=0) + 1)
+        self.by_line.clear()
         return out
 
 
@@ -185,10 +204,12 @@ def _section_lines(stmt: ModelDecl | SectionDecl, comments: _Comments) -> list[s
     if not options:
         return _empty_section_lines(stmt, comments)
     lines = [_stmt_head(stmt) + (comments.on(first_line) if _alone(stmt, options) else "")]
-    for opt in options:
+    last_on_line = {o.span.end_line: k for k, o in enumerate(options) if o.span.line}
+    for k, opt in enumerate(options):
         if opt.span.line:
             lines += [INDENT + c for c in comments.before(opt.span.line)]
-        trailing = comments.on(opt.span.end_line) if _last_on_line(opt, options) else ""
+        owns = bool(opt.span.line) and last_on_line[opt.span.end_line] == k
+        trailing = comments.on(opt.span.end_line) if owns else ""
         lines.append(INDENT + format_option(opt) + trailing)
     if stmt.span.line:
         lines += [INDENT + c for c in comments.before(stmt.span.end_line)]
@@ -210,14 +231,6 @@ def _empty_section_lines(stmt: ModelDecl | SectionDecl, comments: _Comments) -> 
 def _alone(stmt: Any, options: tuple[Option, ...]) -> bool:
     """True when no option shares the statement's first line (its comment is the header's)."""
     return bool(stmt.span.line) and all(o.span.line != stmt.span.line for o in options)
-
-
-def _last_on_line(opt: Option, options: tuple[Option, ...]) -> bool:
-    """Only the last option of a source line takes that line's trailing comment."""
-    if not opt.span.line:
-        return False
-    same = [o for o in options if o.span.end_line == opt.span.end_line]
-    return same[-1] is opt
 
 
 def _statement_lines(stmt: Any, comments: _Comments, owns_line_end: bool) -> list[str]:
@@ -251,21 +264,29 @@ def format_spec(spec: Spec, header: str | None = None) -> str:
         header: optional text put first as `# ` comment lines (e.g. "searched by ...").
     """
     comments = _Comments(spec.comments)
+    comment_lines = {c.span.line for c in spec.comments}
     out: list[str] = [f"# {line}".rstrip() for line in header.splitlines()] if header else []
     stmts = spec.statements
     for i, stmt in enumerate(stmts):
         nxt = stmts[i + 1] if i + 1 < len(stmts) else None
-        out += _spacing(spec, stmts[i - 1] if i else None, stmt, comments, bool(out))
+        prev = stmts[i - 1] if i else None
+        out += _spacing(spec, comment_lines, prev, stmt, comments, bool(out))
         owns = nxt is None or not nxt.span.line or nxt.span.line != stmt.span.end_line
         out += _statement_lines(stmt, comments, owns)
     out += _closing_comments(stmts[-1] if stmts else None, comments, bool(out))
     return "\n".join(out) + "\n" if out else ""
 
 
-def _spacing(spec: Spec, prev: Any, stmt: Any, comments: _Comments, started: bool) -> list[str]:
+def _spacing(
+    spec: Spec,
+    comment_lines: set[int],
+    prev: Any,
+    stmt: Any,
+    comments: _Comments,
+    started: bool,
+) -> list[str]:
     """Blank lines and leading comments that go before `stmt`."""
     leading = comments.before(stmt.span.line) if stmt.span.line else []
-    comment_lines = {c.span.line for c in spec.comments}
     out: list[str] = []
     if (prev is not None and _blank_between(prev, stmt, comment_lines)) or (
         prev is None and started  # a blank line after the `header` argument
@@ -279,7 +300,7 @@ def _spacing(spec: Spec, prev: Any, stmt: Any, comments: _Comments, started: boo
 
 def _closing_comments(last: Any, comments: _Comments, started: bool) -> list[str]:
     """Comments after the last statement, after a blank line if the source had one."""
-    first = comments.pending[0].span.line if comments.pending else 0
+    first = comments.first_pending
     rest = comments.rest()
     if not rest:
         return []

@@ -6,6 +6,8 @@ is up to date, so the documentation lists exactly the options the checker accept
 
 from __future__ import annotations
 
+from typing import Annotated, Any, get_args, get_origin
+
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
@@ -38,9 +40,23 @@ def _default(field: FieldInfo) -> str:
 
 
 def _bounds(field: FieldInfo) -> str:
+    """`>= 1, <= 100`; for a list, its items' range and its length: `each >= 1; at most 64`."""
+    parts = [_limits(field.metadata)]
+    args = get_args(field.annotation)
+    if get_origin(field.annotation) is tuple and args and args[-1] is Ellipsis:
+        item = get_args(args[0])[1:] if get_origin(args[0]) is Annotated else ()
+        metadata = [m for a in item for m in getattr(a, "metadata", [a])]
+        parts = [f"each {_limits(metadata)}" if _limits(metadata) else "", parts[0]]
+    longest = next((m.max_length for m in field.metadata if hasattr(m, "max_length")), None)
+    if longest is not None:
+        parts.append(f"at most {longest} items")
+    return "; ".join(p for p in parts if p)
+
+
+def _limits(metadata: list[Any]) -> str:
     return ", ".join(
         f"{sym} {getattr(m, key)}"
-        for m in field.metadata
+        for m in metadata
         for key, sym in _BOUNDS
         if getattr(m, key, None) is not None
     )

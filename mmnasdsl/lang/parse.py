@@ -2,7 +2,10 @@
 (`grammars/mmnas.lark` by default; `lang.kinds`); the kind's Transformer builds the AST.
 
 Syntax errors become a `SpecError` with the location, the offending token and the
-tokens the grammar expected there, named in words rather than as terminal names.
+tokens the grammar expected there, named in words rather than as terminal names. Before
+Lark runs, `lang.limits.prescan` refuses texts that are too large, too deeply nested or
+hold too long a number, so neither the recursive transformer nor Python's int conversion
+can fail on any input.
 """
 
 from __future__ import annotations
@@ -14,10 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from mmnasdsl.lang.errors import Diagnostic, SpecError
 from mmnasdsl.lang.kinds import SpaceKind, declared_kind, get_kind, kind_names
+from mmnasdsl.lang.limits import MAX_DIGITS, digits_error, prescan, span_at
 from mmnasdsl.lang.registry import did_you_mean
 from mmnasdsl.lang.spec import (
     Arg,
@@ -133,6 +143,23 @@ def unescape(body: str) -> str:
     return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
 
 
+class _TooLong(Exception):
+    """An integer literal too long to convert; `parse` turns it into a located SpecError."""
+
+    def __init__(self, message: str, span: Span) -> None:
+        super().__init__(message)
+        self.message, self.span = message, span
+
+
+def _int(text: str, span: Span) -> int:
+    """int(text), refusing literals beyond `limits.MAX_DIGITS` digits before Python's own
+    limit (4300 digits) could raise."""
+    why = digits_error(text)
+    if why is not None:
+        raise _TooLong(why, span)
+    return int(text)
+
+
 def _tok_span(tok: Token) -> Span:
     return Span(
         line=tok.line or 0,
@@ -158,7 +185,7 @@ class ValueTransformer(Transformer):
         return Option(key=str(c[0]), value=value, value_span=vspan, span=_span(meta))
 
     def int_value(self, meta, c):
-        return _Located(int(c[0]), _tok_span(c[0]))
+        return _Located(_int(str(c[0]), _tok_span(c[0])), _tok_span(c[0]))
 
     def float_value(self, meta, c):
         return _Located(float(c[0]), _tok_span(c[0]))
@@ -168,7 +195,8 @@ class ValueTransformer(Transformer):
 
     def ratio_value(self, meta, c):
         left, right = str(c[0]).split(":")
-        return Ratio(left=int(left), right=int(right), span=_span(meta))
+        span = _tok_span(c[0])
+        return Ratio(left=_int(left, span), right=_int(right, span), span=_span(meta))
 
     def mult_value(self, meta, c):
         return Mult(factor=float(str(c[0])[:-1]), span=_span(meta))
@@ -252,7 +280,7 @@ class MMnasTransformer(ValueTransformer):
     def repeat(self, meta, c):
         unit, count = c
         body = unit.body if isinstance(unit, Group) else (unit,)
-        return Repeat(body=body, count=int(count), span=_span(meta))
+        return Repeat(body=body, count=_int(str(count), _tok_span(count)), span=_span(meta))
 
 
 def _expected_names(exc: UnexpectedInput) -> set[str]:
@@ -291,7 +319,7 @@ def _syntax_error(exc: UnexpectedInput, source: str, text: str, grammar: str) ->
         isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
     ):
         message = "unexpected end of file"
-        lines = text.splitlines() or [""]
+        lines = text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
         line, col = len(lines), len(lines[-1]) + 1
     else:
         tok = exc.token  # type: ignore[attr-defined]
@@ -312,8 +340,13 @@ def parse(text: str, source: str = "<string>") -> Spec:
     grammar of the space kind it declares (`space NAME`; default `mmnas`).
 
     Raises:
-        SpecError: for any syntax error, located, with the expected tokens.
+        SpecError: for any syntax error, located, with the expected tokens, and for a
+            text beyond the bounds of `lang.limits` (size, tokens, digits, nesting).
     """
+    limit = prescan(text)
+    if limit is not None:
+        span = span_at(text, limit.pos, limit.width)
+        raise SpecError([Diagnostic(limit.message, span, limit.hint)], source=source, text=text)
     kind = _kind(text, source)
     comments: list[Token] = []
     _comment_sink.tokens = comments
@@ -323,7 +356,14 @@ def parse(text: str, source: str = "<string>") -> Spec:
         raise _syntax_error(exc, source, text, kind.grammar) from None
     finally:
         _comment_sink.tokens = None
-    statements = kind.transformer().transform(tree)
+    try:
+        statements = kind.transformer().transform(tree)
+    except VisitError as exc:
+        if not isinstance(exc.orig_exc, _TooLong):
+            raise
+        hint = f"expected an integer of at most {MAX_DIGITS} digits"
+        diag = Diagnostic(exc.orig_exc.message, exc.orig_exc.span, hint)
+        raise SpecError([diag], source=source, text=text) from None
     kept = tuple(Comment(text=str(t).rstrip(), span=_tok_span(t)) for t in comments)
     return Spec(statements=statements, source=source, comments=kept)
 

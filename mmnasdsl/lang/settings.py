@@ -4,11 +4,15 @@ These schemas are the single table of what each section accepts: the checker val
 options against them (unknown keys, types, ranges), the docs list them, and the compiler,
 data and search code read `model_settings(spec)` & co. instead of raw option lists.
 Head options live with their head (`mmnasdsl.heads`), schema and all.
+
+Every number has a finite range: floats refuse NaN and infinity, and sizes, counts and
+epochs have upper bounds far above any real run, so a typo like `batch = 10000000000000`
+or `lr = 1e999` is an error at its option rather than an overflow deep inside torch.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -28,11 +32,24 @@ from mmnasdsl.lang.spec import (
 
 DEFAULT_VOCAB = 20000  # word-embedding rows when the data is not known (VQA-v2 has ~20k)
 
+# Upper bounds of the option ranges (and of the matching command-line flags).
+MAX_WIDTH = 65_536  # feature, fused and relation widths
+MAX_EPOCHS = 100_000  # epochs, warm-up epochs, patience, decay epochs
+MAX_BATCH = 65_536  # samples per step
+MAX_SEED = 2**32 - 1
+MAX_SCENES = 1_000_000  # shapes scenes in the train split
+MAX_LR = 1.0  # Adam's step size for the weights
+MAX_THETA_LR = 100.0
+MAX_CLIP = 1e6
+MAX_PART = 1_000_000  # each side of the search split
+MAX_DECAYS = 64  # entries of decay_at
+MAX_ROOT = 4096  # characters of a data root
+
 
 class Settings(BaseModel):
     """Base of the option schemas: frozen, and unknown keys are errors."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ModelSettings(Settings):
@@ -45,12 +62,14 @@ class ModelSettings(Settings):
     head_dim: int | None = Field(None, ge=1, le=1024, description="width per head (default 64)")
     ffn: float = Field(4.0, gt=0, le=64, description="FFN hidden width as a multiple of d")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout in every op and the heads")
-    fused: int | None = Field(None, ge=1, description="fused width d_z (default 2d)")
+    fused: int | None = Field(None, ge=1, le=MAX_WIDTH, description="fused width d_z (default 2d)")
     bias: bool = Field(False, description="bias on the attention projections (reference: none)")
     norm: Literal["standard", "reference"] = Field(
         "standard", description="LayerNorm flavour: torch's, or the reference's (unbiased std)"
     )
-    relation_dim: int = Field(64, ge=1, description="hidden width of the shared relation MLP")
+    relation_dim: int = Field(
+        64, ge=1, le=4096, description="hidden width of the shared relation MLP"
+    )
     relation_init: Literal["neutral", "reference"] = Field(
         "neutral",
         description="RSA's per-head relation layer at init: neutral (bias 0, RSA starts as SA) "
@@ -125,7 +144,7 @@ class ObjectsInput(Settings):
 
     kind: Literal["objects"] = "objects"
     max: int = Field(100, ge=1, le=4096, description="objects kept per image")
-    dim: int = Field(2048, ge=1, description="feature width per object")
+    dim: int = Field(2048, ge=1, le=MAX_WIDTH, description="feature width per object")
     relations: Literal["box4", "none"] = Field("box4", description="relation features for RSA")
 
 
@@ -136,21 +155,31 @@ INPUT_KINDS: dict[str, type[Settings]] = {"words": WordsInput, "objects": Object
 class SearchSettings(Settings):
     """`search { ... }`: Algorithm 1's schedule (paper §4; REFERENCE.md "Search")."""
 
-    warmup: int = Field(50, ge=0, description="T_w: epochs of uniformly sampled W updates")
-    epochs: int = Field(20, ge=0, description="T_j: epochs of alternating W / θ updates")
-    update_ratio: int = Field(5, ge=1, description="u: W updates per θ update")
+    warmup: int = Field(
+        50, ge=0, le=MAX_EPOCHS, description="T_w: epochs of uniformly sampled W updates"
+    )
+    epochs: int = Field(
+        20, ge=0, le=MAX_EPOCHS, description="T_j: epochs of alternating W / θ updates"
+    )
+    update_ratio: int = Field(5, ge=1, le=MAX_EPOCHS, description="u: W updates per θ update")
     split: tuple[int, int] = Field((4, 1), description="|D_m| : |D_a|")
-    batch: int = Field(64, ge=1, description="samples per W or θ step")
-    lr: float = Field(4e-4, gt=0, description="base lr of W (Adam)")
-    theta_lr: float = Field(0.1, gt=0, description="lr of the architecture logits θ (Adam)")
-    patience: int = Field(5, ge=1, description="early stop after this many epochs without change")
-    d_model: int | None = Field(None, ge=8, description="width during search (reference: 256)")
+    batch: int = Field(64, ge=1, le=MAX_BATCH, description="samples per W or θ step")
+    lr: float = Field(4e-4, gt=0, le=MAX_LR, description="base lr of W (Adam)")
+    theta_lr: float = Field(
+        0.1, gt=0, le=MAX_THETA_LR, description="lr of the architecture logits θ (Adam)"
+    )
+    patience: int = Field(
+        5, ge=1, le=MAX_EPOCHS, description="early stop after this many epochs without change"
+    )
+    d_model: int | None = Field(
+        None, ge=8, le=8192, description="width during search (reference: 256)"
+    )
     estimator: Literal["two", "full"] = Field(
         "two",
         description="θ estimator: ProxylessNAS gates over two sampled candidates, or over "
         "all of them (the reference's)",
     )
-    clip: float = Field(1.0, gt=0, description="gradient-norm clip of W")
+    clip: float = Field(1.0, gt=0, le=MAX_CLIP, description="gradient-norm clip of W")
     prior: str | tuple[str, ...] | None = Field(
         None,
         description="a concrete net to start θ from: a .mmnas file (relative to this spec), "
@@ -170,21 +199,28 @@ class SearchSettings(Settings):
     @field_validator("split", mode="before")
     @classmethod
     def _split(cls, v: Any) -> Any:
-        if isinstance(v, tuple) and (len(v) != 2 or min(v) < 1):
+        ints = isinstance(v, tuple) and all(isinstance(x, int) for x in v)
+        if ints and (len(v) != 2 or min(v) < 1):
             raise ValueError("split needs two positive parts, like 4:1")
+        if ints and max(v) > MAX_PART:
+            raise ValueError(f"split parts must be at most {MAX_PART:,}, like 4:1")
         return v
 
 
 class TrainSettings(Settings):
     """`train { ... }`: the final training schedule (REFERENCE.md "Final training")."""
 
-    epochs: int = Field(13, ge=1, description="training epochs")
-    batch: int = Field(64, ge=1, description="samples per step")
-    lr: float = Field(1.2e-4, gt=0, description="base learning rate (Adam 0.9/0.98)")
-    warmup: int = Field(3, ge=0, description="epochs of linear lr warm-up (1/4, 2/4, 3/4)")
-    decay_at: tuple[int, ...] = Field((10, 12), description="epochs after which lr x= decay")
+    epochs: int = Field(13, ge=1, le=MAX_EPOCHS, description="training epochs")
+    batch: int = Field(64, ge=1, le=MAX_BATCH, description="samples per step")
+    lr: float = Field(1.2e-4, gt=0, le=MAX_LR, description="base learning rate (Adam 0.9/0.98)")
+    warmup: int = Field(
+        3, ge=0, le=MAX_EPOCHS, description="epochs of linear lr warm-up (1/4, 2/4, 3/4)"
+    )
+    decay_at: tuple[Annotated[int, Field(ge=1, le=MAX_EPOCHS)], ...] = Field(
+        (10, 12), max_length=MAX_DECAYS, description="epochs after which lr x= decay"
+    )
     decay: float = Field(0.2, gt=0, le=1, description="lr factor at each decay_at epoch")
-    clip: float = Field(1.0, gt=0, description="gradient-norm clip")
+    clip: float = Field(1.0, gt=0, le=MAX_CLIP, description="gradient-norm clip")
 
 
 class DataSettings(Settings):
@@ -192,12 +228,23 @@ class DataSettings(Settings):
     built-in worlds that plant one op, docs/planted.md) or `data h5(root = "DIR")`."""
 
     source: Literal["shapes", "planted", "h5"] = "shapes"
-    root: str | None = Field(None, description="folder with train/val/test .h5 stores")
+    root: str | None = Field(
+        None, max_length=MAX_ROOT, description="folder with train/val/test .h5 stores"
+    )
     task: Literal["rsa", "ga"] | None = Field(
         None, description="planted: the world, and the op it plants (RSA or GA)"
     )
-    scenes: int = Field(2000, ge=10, description="shapes, planted: scenes in the train split")
-    seed: int = Field(0, ge=0, description="shapes, planted: generator seed")
+    scenes: int = Field(
+        2000, ge=10, le=MAX_SCENES, description="shapes, planted: scenes in the train split"
+    )
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="shapes, planted: generator seed")
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, v: str | None) -> str | None:
+        if v is not None and any(ord(c) < 32 for c in v):
+            raise ValueError("a folder name holds no control characters (\\n, \\t, NUL)")
+        return v
 
     @model_validator(mode="after")
     def _source_options(self) -> DataSettings:

@@ -299,8 +299,9 @@ class Spec(Node):
         """Every block of one stack (or of all stacks, encoders first), pools expanded."""
         stacks = [stack] if stack is not None else self.stacks
         out: list[Block] = []
+        pools, memo = self.pools, {}
         for st in stacks:
-            for index, (choices, span) in enumerate(_expand(st.body, self.pools)):
+            for index, (choices, span) in enumerate(_expand(st.body, pools, memo)):
                 out.append(
                     Block(
                         stack=st.kind,
@@ -372,33 +373,69 @@ def stack_order(spec: Spec) -> list[StackRun] | None:
     return ordered
 
 
-def _pool_members(name: str, pools: dict[str, PoolDecl], seen: frozenset[str]) -> tuple[str, ...]:
-    if name not in pools or name in seen:
+def pool_members(
+    name: str, pools: dict[str, PoolDecl], memo: dict[str, tuple[str, ...]]
+) -> tuple[str, ...]:
+    """The ops a name stands for: itself if it is no pool, else its members' ops in order of
+    first appearance. A pool met again on its own path (a cycle, which the checker reports)
+    stands for its name.
+
+    Iterative with a memo of finished pools, so a chain of thousands of pools neither
+    recurses nor is walked once per block.
+    """
+    if name not in pools:
         return (name,)
-    out: list[str] = []
-    for ref in pools[name].members:
-        for op in _pool_members(ref.name, pools, seen | {name}):
-            if op not in out:
-                out.append(op)
-    return tuple(out)
+    if name in memo:
+        return memo[name]
+    on_path = {name}
+    stack: list[tuple[str, int, list[str]]] = [(name, 0, [])]
+    while stack:
+        pool, i, ops = stack[-1]
+        members = pools[pool].members
+        if i == len(members):
+            stack.pop()
+            on_path.discard(pool)
+            memo[pool] = tuple(ops)
+            if stack:
+                _add_new(stack[-1][2], memo[pool])
+            continue
+        stack[-1] = (pool, i + 1, ops)
+        ref = members[i].name
+        if ref in pools and ref not in memo and ref not in on_path:
+            on_path.add(ref)
+            stack.append((ref, 0, []))
+        else:
+            _add_new(ops, memo.get(ref, (ref,)))
+    return memo[name]
+
+
+def _add_new(ops: list[str], more: tuple[str, ...]) -> None:
+    for op in more:
+        if op not in ops:
+            ops.append(op)
 
 
 def _expand(
-    items: tuple[Item, ...], pools: dict[str, PoolDecl]
+    items: tuple[Item, ...],
+    pools: dict[str, PoolDecl],
+    memo: dict[str, tuple[str, ...]] | None = None,
 ) -> list[tuple[tuple[str, ...], Span]]:
+    """(choices, span) per block of a sequence. Recursion is one frame per nesting level,
+    which `lang.limits.MAX_DEPTH` bounds."""
+    memo = {} if memo is None else memo
     out: list[tuple[tuple[str, ...], Span]] = []
     for item in items:
         if isinstance(item, Ref):
-            out.append((_pool_members(item.name, pools, frozenset()), item.span))
+            out.append((pool_members(item.name, pools, memo), item.span))
         elif isinstance(item, Choice):
             ops: list[str] = []
             for ref in item.options:
-                ops += [o for o in _pool_members(ref.name, pools, frozenset()) if o not in ops]
+                _add_new(ops, pool_members(ref.name, pools, memo))
             out.append((tuple(ops), item.span))
         elif isinstance(item, Repeat):
-            out += _expand(item.body, pools) * max(item.count, 0)
+            out += _expand(item.body, pools, memo) * max(item.count, 0)
         else:
-            out += _expand(item.body, pools)
+            out += _expand(item.body, pools, memo)
     return out
 
 

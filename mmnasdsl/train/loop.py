@@ -439,11 +439,17 @@ class Loop:
         ckpt = runs.load_checkpoint(self.checkpoint_path)
         spec_text = format_spec(self.job.spec)
         runs.check_resumable(ckpt, self.checkpoint_path, self.kind, spec_text, **self.resume_keys())
-        self.model.load_state_dict(ckpt["model"])
-        self.opt.load_state_dict(ckpt["optimizer"])
-        self.state = State(**ckpt["state"])
-        self.load_extra(ckpt)
-        runs.resumed(ckpt, self.job.run_dir, log)
+        try:  # a checkpoint of this run whose contents were damaged or edited
+            self.model.load_state_dict(ckpt["model"])
+            self.opt.load_state_dict(ckpt["optimizer"])
+            self.state = State(**ckpt["state"])
+            self.load_extra(ckpt)
+            runs.resumed(ckpt, self.job.run_dir, log)
+        except runs.DAMAGED as exc:
+            raise UsageError(
+                f"cannot resume from {self.checkpoint_path}: its contents are damaged "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
 
 
 def model_sizes(train: FeatureDataset) -> dict[str, int]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import torch
 from mmnasdsl.lang.errors import UsageError
 
 RUNS_ROOT = Path("runs")
+LOG_NAME = "log.txt"  # written from the start of a run; alone, it is no run to resume
 
 
 # ------------------------------------------------------------------------ atomic writes
@@ -57,12 +60,43 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     _atomic(path, lambda f: torch.save(state, f))
 
 
+# What torch.load raises on a file that is not a checkpoint it wrote: a garbage file is an
+# UnpicklingError, a truncated one an EOFError or a zip error, a foreign pickle any of the
+# others (weights_only refuses to build objects).
+_UNREADABLE = (
+    OSError,
+    RuntimeError,
+    EOFError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    IndexError,
+    UnicodeDecodeError,
+)
+
+
+# What loading a checkpoint's contents into a model, an optimiser or the RNGs raises when
+# they do not fit (missing keys, wrong shapes or types): a damaged file, not a bug.
+DAMAGED = (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError)
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """torch.load with weights_only=True (no pickled code runs)."""
+    """torch.load with weights_only=True (no pickled code runs); a UsageError naming the
+    file for anything that is not a checkpoint dict."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:  # pickle errors surface as these
-        raise UsageError(f"cannot read checkpoint {path}: {exc}") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except _UNREADABLE as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(
+            f"{path}: not a mmnasdsl checkpoint ({reason[:200]}); "
+            "expected best.pt, last.pt or checkpoint.pt of a run"
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise UsageError(f"{path}: not a mmnasdsl checkpoint (it holds a {type(ckpt).__name__})")
+    return ckpt
 
 
 # kind of run -> how a message names its checkpoint, and what the run did to its spec
@@ -79,7 +113,7 @@ def check_resumable(
     noun, verb = _RESUMABLE[kind]
     if ckpt.get("kind") != kind:
         raise UsageError(f"{path} is not a {noun} checkpoint")
-    if ckpt["spec"] != spec_text:
+    if ckpt.get("spec") != spec_text:
         raise UsageError(f"cannot resume: {path.parent} {verb} a different spec")
     for what, mine in same.items():
         if ckpt.get(what) != mine:
@@ -155,10 +189,30 @@ def default_run_dir(spec_path: str | Path, root: Path = RUNS_ROOT) -> Path:
     """runs/<name>, or runs/<name>-2, -3, ... : never an earlier run's directory."""
     stem = run_name(spec_path)
     candidate, n = root / stem, 1
-    while candidate.exists() and any(candidate.iterdir()):
+    while candidate.exists() and (not candidate.is_dir() or holds_a_run(candidate)):
         n += 1
         candidate = root / f"{stem}-{n}"
     return candidate
+
+
+def holds_a_run(path: Path) -> bool:
+    """True when a directory holds anything besides a log: a log alone is what a run that
+    failed while setting up leaves, and a retry may start over it."""
+    return any(p.name != LOG_NAME for p in path.iterdir())
+
+
+def discard_unused(path: Path, created: bool) -> None:
+    """After a run failed: when its directory holds nothing but the log (nothing to resume,
+    nothing written), remove the log, and the directory if this run created it, so the
+    retry starts clean."""
+    try:
+        if not path.is_dir() or holds_a_run(path):
+            return
+        (path / LOG_NAME).unlink(missing_ok=True)
+        if created:
+            path.rmdir()
+    except OSError:  # a busy or read-only directory stays; the failure itself is reported
+        pass
 
 
 def prepare_run_dir(
@@ -178,13 +232,23 @@ def prepare_run_dir(
         path = default_run_dir(spec_path)
     else:
         path = Path(out)
-        busy = path.exists() and any(path.iterdir())
-        if resume and not (path / marker).exists():
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"-o {path}: a file, not a run directory; choose another -o")
+        busy = path.is_dir() and holds_a_run(path)
+        if resume and not (path / marker).is_file():
             raise UsageError(f"cannot resume: {path / marker} does not exist")
         if busy and not resume:
             raise UsageError(
                 f"run directory {path} is not empty; pass --resume to continue "
                 "that run, or choose another -o"
             )
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"-o {path}: cannot write the run directory ({exc.strerror or exc}); choose another -o"
+        ) from None
     return path

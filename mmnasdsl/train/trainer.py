@@ -143,6 +143,18 @@ class Trainer(Loop):
         }
 
 
+def checkpoint_sizes(ckpt: dict[str, Any], checkpoint: Path) -> tuple[int, int]:
+    """(vocabulary size, answers) a checkpoint's model was built with; UsageError when the
+    file holds something else there (an edited or foreign checkpoint)."""
+    sizes = ckpt["sizes"]
+    vocab = sizes.get("vocab_size") if isinstance(sizes, dict) else None
+    answers = sizes.get("num_answers", 0) if isinstance(sizes, dict) else None
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (vocab, answers))
+    if not ok or not (2 <= vocab <= 10**8 and 0 <= answers <= 10**8):  # type: ignore[operator]
+        raise UsageError(f"{checkpoint}: damaged sizes {sizes!r:.80} (vocab_size, num_answers)")
+    return vocab, answers  # type: ignore[return-value]
+
+
 def evaluate_checkpoint(
     spec: Spec,
     checkpoint: Path,
@@ -157,16 +169,13 @@ def evaluate_checkpoint(
     ckpt = runs.load_checkpoint(checkpoint)
     if "model" not in ckpt or "sizes" not in ckpt:
         raise UsageError(f"{checkpoint} holds no trained model (expected best.pt or last.pt)")
-    sizes = ckpt["sizes"]
-    model = build_model(
-        spec, vocab_size=sizes["vocab_size"], num_answers=sizes["num_answers"] or None
-    ).to(device)
+    vocab_size, num_answers = checkpoint_sizes(ckpt, checkpoint)
+    model = build_model(spec, vocab_size=vocab_size, num_answers=num_answers or None).to(device)
     try:
         model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise UsageError(
-            f"{checkpoint} does not fit {spec.source}: {str(exc).splitlines()[0]}"
-        ) from None
+    except runs.DAMAGED as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{checkpoint} does not fit {spec.source}: {reason}") from None
     dataset = open_split(data, split, spec)
     relations = needs_relations(spec)
     return evaluate(model, dataset, device=device, relations=relations, max_images=max_images)

@@ -4,7 +4,8 @@ Each reader maps an image id to (features (K, F) float32, boxes (K, 4) x1y1x2y2 
 (image_w, image_h)) and raises `DataError` naming the file and the image when a record is
 malformed. `open_features(path)` picks the reader from the path:
 - a folder of per-image `.npz` (x 2048xK or Kx2048, bbox, image_h, image_w; the image id is
-  the integer after the last `_` of the file name),
+  the integer after the last `_` of the file name, before `.npz` or an image extension:
+  `COCO_train2014_000000000009.jpg.npz` as the reference names them, `..._9.npz`, `9.npz`),
 - a bottom-up-attention `.h5` (image_features, image_bb, pos_boxes; ids below),
 - a `.tsv` (image_id, image_w, image_h, num_boxes, boxes, features; base64 float32).
 """
@@ -15,6 +16,8 @@ import base64
 import io
 import json
 import pickle
+import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,6 +53,12 @@ def open_features(path: str | Path, id_map: str | Path | None = None) -> Feature
 
 
 def _checked(name: str, feats: np.ndarray, boxes: np.ndarray, size: tuple[float, float]) -> Record:
+    """A record as float32 arrays, or DataError: numbers of the right shapes, finite, and a
+    positive finite image size."""
+    for what, a in (("features", feats), ("boxes", boxes)):
+        kind = getattr(a, "dtype", np.dtype(object)).kind
+        if kind not in "iuf":
+            raise DataError(f"{name}: the {what} hold {a.dtype}, expected numbers")
     feats = np.asarray(feats, dtype=np.float32)
     boxes = np.asarray(boxes, dtype=np.float32)
     if feats.ndim != 2 or boxes.shape != (feats.shape[0], 4):
@@ -59,18 +68,28 @@ def _checked(name: str, feats: np.ndarray, boxes: np.ndarray, size: tuple[float,
         )
     if not (np.isfinite(feats).all() and np.isfinite(boxes).all()):
         raise DataError(f"{name}: NaN or inf in the features or boxes")
-    if not (size[0] > 0 and size[1] > 0):
-        raise DataError(f"{name}: image size {size} is not positive")
+    if not (0 < size[0] < float("inf") and 0 < size[1] < float("inf")):
+        raise DataError(f"{name}: image size {size} is not positive and finite")
     return feats, boxes, size
 
 
 # ------------------------------------------------------------------------------ .npz
 
 
+# `<prefix>_<id>.npz`, `<prefix>_<id>.<ext>.npz` (the reference's
+# `COCO_train2014_000000000009.jpg.npz`), `<id>.npz`, `<id>.<ext>.npz`.
+_NPZ_NAME = re.compile(r"(?:.*_)?([0-9]+)(?:\.[A-Za-z][A-Za-z0-9]*)?\.npz", re.ASCII)
+
+
 def npz_image_id(name: str) -> int | None:
-    """`COCO_train2014_000000000009.npz` -> 9; None when the name ends in no integer."""
-    tail = Path(name).stem.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+    """`COCO_train2014_000000000009.jpg.npz` or `..._000000000009.npz` -> 9,
+    `1000092795.npz` -> 1000092795; None when the name holds no such integer (or one
+    beyond int64, the store's id type)."""
+    m = _NPZ_NAME.fullmatch(Path(name).name)
+    if m is None or len(m.group(1).lstrip("0")) > 19:
+        return None
+    image_id = int(m.group(1))
+    return image_id if image_id < 2**63 else None
 
 
 class NpzFolder:
@@ -82,9 +101,12 @@ class NpzFolder:
         for f in sorted(path.glob("*.npz")):
             image_id = npz_image_id(f.name)
             if image_id is not None:
-                self._files[image_id] = f
+                self._files[image_id] = f  # (two files of one image: the last name wins)
         if not self._files:
-            raise DataError(f"{path}: no <name>_<image id>.npz feature files")
+            raise DataError(
+                f"{path}: no feature files named <prefix>_<image id>.npz or "
+                "<prefix>_<image id>.<ext>.npz (e.g. COCO_train2014_000000000009.jpg.npz)"
+            )
 
     def ids(self) -> list[int]:
         return sorted(self._files)
@@ -95,19 +117,29 @@ class NpzFolder:
     def get(self, image_id: int) -> Record:
         f = self._files[image_id]
         try:
-            with np.load(f, allow_pickle=False) as z:
+            loaded = np.load(f, allow_pickle=False)
+            if not hasattr(loaded, "files"):  # a bare .npy array renamed .npz
+                raise DataError(f"{f}: an array, not an .npz archive of x, bbox, ...")
+            with loaded as z:
                 lost = [k for k in ("x", "bbox", "image_h", "image_w") if k not in z.files]
                 if lost:
                     raise DataError(
                         f"{f}: missing key '{lost[0]}' (needs x, bbox, image_h, image_w)"
                     )
                 x, bbox = z["x"], z["bbox"]
-                size = (float(z["image_w"]), float(z["image_h"]))
-        except (OSError, ValueError) as exc:
+                size = (_scalar(z["image_w"], f, "image_w"), _scalar(z["image_h"], f, "image_h"))
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
             raise DataError(f"{f}: not a readable .npz ({exc})") from None
-        if x.ndim == 2 and x.shape[0] != len(bbox) and x.shape[1] == len(bbox):
+        if x.ndim == 2 and bbox.ndim >= 1 and x.shape[0] != len(bbox) and x.shape[1] == len(bbox):
             x = x.T  # stored as F x K
         return _checked(str(f), x, bbox, size)
+
+
+def _scalar(a: np.ndarray, f: Path, key: str) -> float:
+    """One number stored as an array (image_h, image_w): DataError for anything else."""
+    if a.size != 1 or a.dtype.kind not in "iuf":
+        raise DataError(f"{f}: '{key}' should be one number, found {a.dtype} of shape {a.shape}")
+    return float(a.reshape(()))
 
 
 # ------------------------------------------------------------------------------ BUTD h5
@@ -132,9 +164,15 @@ class ButdH5:
         for key in ("image_features", "image_bb", "pos_boxes"):
             if key not in self._h5:
                 raise DataError(f"{path}: missing dataset '{key}'")
-        self._pos = self._h5["pos_boxes"][:]
-        if self._pos.ndim != 2 or self._pos.shape[1] != 2:
-            raise DataError(f"{path}: 'pos_boxes' has shape {self._pos.shape}, expected (N, 2)")
+        try:
+            self._pos = self._h5["pos_boxes"][:]
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise DataError(f"{path}: cannot read 'pos_boxes' ({exc})") from None
+        if self._pos.ndim != 2 or self._pos.shape[1] != 2 or self._pos.dtype.kind not in "iuf":
+            raise DataError(
+                f"{path}: 'pos_boxes' holds {self._pos.dtype} of shape {self._pos.shape}, "
+                "expected (N, 2) row numbers"
+            )
         self._index = self._load_map(id_map)
 
     def _load_map(self, id_map: str | Path | None) -> dict[int, int]:
@@ -152,7 +190,10 @@ class ButdH5:
         if id_map:
             raise DataError(f"{id_map}: no such id map file")
         if "image_ids" in self._h5:
-            return {int(v): i for i, v in enumerate(self._h5["image_ids"][:])}
+            try:
+                return {int(v): i for i, v in enumerate(self._h5["image_ids"][:])}
+            except (OSError, KeyError, ValueError, TypeError, OverflowError) as exc:
+                raise DataError(f"{self.path}: 'image_ids' are not integers ({exc})") from None
         raise DataError(
             f"{self.path}: no image id -> index map (pass --id-map, or put "
             f"{self.path.stem}_imgid2idx.json next to it)"
@@ -169,9 +210,16 @@ class ButdH5:
         name = f"{self.path}: image {image_id} (index {i})"
         if not 0 <= i < len(self._pos):
             raise DataError(f"{name}: index outside pos_boxes ({len(self._pos)} rows)")
-        lo, hi = (int(v) for v in self._pos[i])
-        feats, boxes = self._h5["image_features"][lo:hi], self._h5["image_bb"][lo:hi]
-        return _checked(name, feats, boxes, self._size(i, lo, hi, boxes))
+        try:
+            lo, hi = (int(v) for v in self._pos[i])
+            n = self._h5["image_features"].shape[0]
+            if not 0 <= lo <= hi <= n:
+                raise DataError(f"{name}: pos_boxes rows {lo}:{hi} outside the {n} features")
+            feats, boxes = self._h5["image_features"][lo:hi], self._h5["image_bb"][lo:hi]
+            size = self._size(i, lo, hi, np.asarray(boxes, dtype=np.float64))
+        except (OSError, KeyError, ValueError, TypeError, IndexError, OverflowError) as exc:
+            raise DataError(f"{name}: a malformed record ({exc})") from None
+        return _checked(name, feats, boxes, size)
 
     def _size(self, i: int, lo: int, hi: int, boxes: np.ndarray) -> tuple[float, float]:
         f = self._h5
@@ -235,7 +283,7 @@ class TsvFeatures:
             w, h, k = float(cols[1]), float(cols[2]), int(cols[3])
             boxes = np.frombuffer(base64.b64decode(cols[4]), np.float32).reshape(k, 4)
             feats = np.frombuffer(base64.b64decode(cols[5]), np.float32).reshape(k, -1)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise DataError(f"{name}: malformed record ({exc})") from None
         return _checked(name, feats, boxes, (w, h))
 

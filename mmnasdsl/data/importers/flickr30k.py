@@ -11,7 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmnasdsl.data.importers.common import Sample, Summary, need, read_json, write_splits
+from mmnasdsl.data.importers.common import (
+    Sample,
+    Summary,
+    need,
+    read_json,
+    show,
+    take,
+    take_opt,
+    write_splits,
+)
 from mmnasdsl.data.importers.features import FeatureSource
 from mmnasdsl.data.text import tokenize
 from mmnasdsl.lang.errors import DataError
@@ -21,8 +30,11 @@ CAPTIONS_PER_IMAGE = 5
 
 
 def image_key(record: dict[str, Any]) -> int:
+    """The integer stem of `filename` (`1000092795.jpg`), else `imgid` (both checked)."""
     stem = Path(str(record.get("filename", ""))).stem
-    return int(stem) if stem.isdigit() else int(record["imgid"])
+    if stem.isascii() and stem.isdigit() and len(stem) <= 18:
+        return int(stem)
+    return record["imgid"]
 
 
 def read_karpathy(path: str | Path) -> dict[str, list[Sample]]:
@@ -30,26 +42,24 @@ def read_karpathy(path: str | Path) -> dict[str, list[Sample]]:
     data = read_json(path, "Karpathy split")
     need(data, ("images",), str(path))
     out: dict[str, list[Sample]] = {s: [] for s in ("train", "val", "test")}
-    for k, img in enumerate(data["images"]):
+    for k, img in enumerate(take(data, "images", "list", str(path))):
         where = f"{path}: images[{k}]"
         need(img, ("split", "sentences", "imgid"), where)
-        split = SPLITS.get(img["split"])
+        take(img, "imgid", "int", where)
+        take_opt(img, "filename", "str", where, "")
+        split = SPLITS.get(img["split"]) if isinstance(img["split"], str) else None
         if split is None:
-            raise DataError(f"{where}: split {img['split']!r} is not train/restval/val/test")
-        sents = img["sentences"]
+            raise DataError(f"{where}: split {show(img['split'])} is not train/restval/val/test")
+        sents = take(img, "sentences", "list", where)
         if len(sents) < CAPTIONS_PER_IMAGE:
             raise DataError(f"{where}: {len(sents)} captions, expected {CAPTIONS_PER_IMAGE}")
         for j, s in enumerate(sents[:CAPTIONS_PER_IMAGE]):
-            need(s, ("raw",), f"{where}.sentences[{j}]")
+            at = f"{where}.sentences[{j}]"
+            need(s, ("raw",), at)
+            raw = take(s, "raw", "str", at)
+            sent_id = take_opt(s, "sentid", "int", at, k * CAPTIONS_PER_IMAGE + j)
             out[split].append(
-                Sample(
-                    image_key(img),
-                    tuple(tokenize(s["raw"])),
-                    s["raw"],
-                    int(s.get("sentid", k * CAPTIONS_PER_IMAGE + j)),
-                    None,
-                    "caption",
-                )
+                Sample(image_key(img), tuple(tokenize(raw)), raw, sent_id, None, "caption")
             )
     return out
 

@@ -21,6 +21,8 @@ from mmnasdsl.data.importers.common import (
     load_glove,
     need,
     read_json,
+    show,
+    take,
     vocab_from_store,
     write_samples,
 )
@@ -31,28 +33,38 @@ from mmnasdsl.lang.errors import DataError
 
 
 def read_questions(path: str | Path) -> list[dict[str, Any]]:
+    """The questions, each checked: integer image_id and question_id, a string question."""
     data = read_json(path, "VQA questions")
     need(data, ("questions",), str(path))
-    for k, q in enumerate(data["questions"]):
-        need(q, ("image_id", "question", "question_id"), f"{path}: questions[{k}]")
-    return data["questions"]
+    questions = take(data, "questions", "list", str(path))
+    for k, q in enumerate(questions):
+        where = f"{path}: questions[{k}]"
+        need(q, ("image_id", "question", "question_id"), where)
+        take(q, "image_id", "int", where)
+        take(q, "question", "str", where)
+        take(q, "question_id", "int", where)
+    return questions
 
 
 def read_annotations(path: str | Path) -> dict[int, dict[str, Any]]:
-    """question id -> annotation, each with 10 answers and an answer type."""
+    """question id -> annotation, each with its answers (strings) and an answer type."""
     data = read_json(path, "VQA annotations")
     need(data, ("annotations",), str(path))
     out = {}
-    for k, a in enumerate(data["annotations"]):
+    for k, a in enumerate(take(data, "annotations", "list", str(path))):
         where = f"{path}: annotations[{k}]"
         need(a, ("question_id", "answers", "answer_type", "multiple_choice_answer"), where)
-        if a["answer_type"] not in ANSWER_TYPES:
+        take(a, "question_id", "int", where)
+        take(a, "multiple_choice_answer", "str", where)
+        if not isinstance(a["answer_type"], str) or a["answer_type"] not in ANSWER_TYPES:
             raise DataError(
-                f"{where}: answer_type {a['answer_type']!r} is not one of {', '.join(ANSWER_TYPES)}"
+                f"{where}: answer_type {show(a['answer_type'])} is not one of "
+                f"{', '.join(ANSWER_TYPES)}"
             )
-        for j, ans in enumerate(a["answers"]):
+        for j, ans in enumerate(take(a, "answers", "list", where)):
             need(ans, ("answer",), f"{where}.answers[{j}]")
-        out[int(a["question_id"])] = a
+            take(ans, "answer", "str", f"{where}.answers[{j}]")
+        out[a["question_id"]] = a
     return out
 
 
@@ -80,7 +92,7 @@ def vqa_labels(answers: list[str]) -> Any:
             values.append(v)
             types.append(ANSWER_TYPES.index(s.label["answer_type"]) if s.label else -1)
         return {
-            "vqa/answers": answers,
+            "vqa/answers": np.array(answers, dtype=object),  # strings even when empty
             "vqa/raw_answers": np.array(raw, dtype=object).reshape(-1, 10),
             "vqa/score_offsets": np.concatenate([[0], np.cumsum([len(i) for i in ids])]),
             "vqa/score_ids": np.concatenate([np.zeros(0, np.int32), *ids]),
