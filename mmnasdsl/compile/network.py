@@ -9,6 +9,14 @@ the one block order of the project.
 
 `Network` is a concrete spec's model: each block is one op (`ops.build_op`). The supernet
 of a search space (`compile.supernet`) is a `Network` whose blocks hold every candidate.
+
+Shared word stream: when no stack over the words reads a guide (`words_alone`: an
+encoder-decoder as MMnas' shapes, not a net whose text attends to the image), the word
+stream's final states depend on the sentence only. `encode_words` computes them, `forward(
+batch, words=...)` takes them instead of recomputing, and `forward_sharing_words` runs the
+word stream once per distinct sentence of a batch: ITM scores one caption against many
+images (evaluation, hard negatives), and only the image stream and the head need to run
+per pair.
 """
 
 from __future__ import annotations
@@ -56,9 +64,8 @@ class WordStem(nn.Module):
             # fp32 even under autocast: oneDNN's bf16 LSTM refuses some shapes (no primitive
             # for 8 -> 16), and 14 steps of it are < 1 % of a step (docs/performance.md)
             with torch.autocast(e.device.type, enabled=False):
-                return self.lstm(e.float())[
-                    0
-                ]  # (B, T, d); right padding never reaches a real token
+                out, _ = self.lstm(e.float())
+            return out  # (B, T, d); right padding never reaches a real token
         return self.proj(e)  # (B, T, d)
 
 
@@ -185,21 +192,58 @@ class Network(nn.Module):
         return build_op(block.choices[0], self.settings)
 
     def stream_inputs(
-        self, batch: dict[str, Tensor]
+        self, batch: dict[str, Tensor], skip: str | None = None
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Each input through its stem -> stream states {name: (B, n, d)}, masks {name: (B, n)}."""
+        """Each input (but `skip`) through its stem -> stream states {name: (B, n, d)}, masks
+        {name: (B, n)}."""
         states: dict[str, Tensor] = {}
         masks: dict[str, Tensor] = {}
         for name, stem in self.stems.items():
+            if name == skip:
+                continue
             key = "words" if isinstance(stem, WordStem) else "objects"
             states[name] = stem(batch[key])
             masks[name] = input_mask(batch, key)
         return states, masks
 
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        states, masks = self.stream_inputs(batch)
+    @property
+    def words_alone(self) -> bool:
+        """Whether the word stream's final states depend on the sentence alone (no stack over
+        it reads a guide), so that pairs with one sentence can share them."""
+        return self.words is not None and not any(
+            run.guide for run in self.runs if run.stream == self.words
+        )
+
+    def encode_words(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The word stream's final states (B, T, d) and mask (B, T) from `words` (and
+        `words_mask`) alone: the stem and every stack over the words, in run order."""
+        if not self.words_alone:
+            raise ValueError("a stack over the word stream reads a guide: no sentence-only states")
+        name = self.words
+        x, mask = self.stems[name](batch["words"]), input_mask(batch, "words")
+        ctx = BlockContext(mask=mask)
+        for run in self.runs:
+            if run.stream == name:
+                self.prepare(run.blocks, ctx)
+                for i in run.blocks:
+                    x = self.run_block(self.blocks[i], x, ctx)
+        return x, mask
+
+    def forward(
+        self, batch: dict[str, Tensor], words: tuple[Tensor, Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """The head's outputs for a batch. `words`: `encode_words`' (states, mask) of the
+        batch's sentences, computed beforehand; the word stem and stacks are then skipped."""
+        if words is not None and not self.words_alone:
+            raise ValueError("word states given to a net whose word stream reads a guide")
+        skip = self.words if words is not None else None
+        states, masks = self.stream_inputs(batch, skip=skip)
+        if skip is not None and words is not None:
+            states[skip], masks[skip] = words
         relation = self.relation(batch) if self.relation_needed() else None
         for run in self.runs:
+            if run.stream == skip:
+                continue
             ctx = BlockContext(
                 mask=masks[run.stream],
                 guide=states.get(run.guide or ""),
@@ -242,6 +286,26 @@ class Network(nn.Module):
         if self.checkpoint and torch.is_grad_enabled():
             return checkpoint(block, x, ctx, use_reentrant=False)
         return block(x, ctx)
+
+    def forward_sharing_words(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """`forward(batch)` with the word stream run once per distinct sentence of the batch
+        (rows with equal `words`), then given to every row that reads it. Equal to the plain
+        forward up to float rounding; the plain forward when the words read a guide."""
+        if not self.words_alone:
+            return self(batch)
+        words = batch["words"]
+        unique, inverse = torch.unique(words, dim=0, return_inverse=True)  # (U, T), (B,)
+        if len(unique) == len(words):
+            return self(batch)
+        first = torch.full((len(unique),), len(words), dtype=torch.long, device=words.device)
+        first = first.scatter_reduce(
+            0, inverse, torch.arange(len(words), device=words.device), "amin"
+        )
+        sentences = {"words": words[first]}
+        if "words_mask" in batch:
+            sentences["words_mask"] = batch["words_mask"][first]
+        states, mask = self.encode_words(sentences)  # (U, T, d), (U, T)
+        return self(batch, words=(states[inverse], mask[inverse]))
 
     def loss(self, out: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
         return self.task.loss(out, batch)

@@ -43,9 +43,21 @@ class Runner(Protocol):
     """What a task may ask of the training stage: the network's outputs on some rows."""
 
     def outputs(
-        self, dataset: Dataset, rows: Sequence[int], batch_size: int | None = None
+        self,
+        dataset: Dataset,
+        rows: Sequence[int],
+        batch_size: int | None = None,
+        *,
+        share_words: bool = False,
     ) -> Iterator[tuple[Batch, dict[str, Tensor]]]:
-        """(batch, network outputs) for `rows` of `dataset`, in order, eval mode, no grad."""
+        """(batch, network outputs) for `rows` of `dataset`, in order, eval mode, no grad.
+
+        `share_words`: rows of one batch that read the same sentence run the network's word
+        stream once (when it reads no guide, `compile.network.Network.words_alone`); the
+        outputs equal the plain ones up to float rounding. Worth it when many rows share a
+        sentence, i.e. a caption scored against many images: order such rows next to each
+        other.
+        """
         ...
 
 

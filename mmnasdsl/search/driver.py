@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -51,7 +50,16 @@ from mmnasdsl.lang.spec import Spec
 from mmnasdsl.search.base import SEARCHERS, Searcher, ThetaBatch
 from mmnasdsl.search.space import SPACES, Arch, SearchSpace, space_of
 from mmnasdsl.train import distributed, runs
-from mmnasdsl.train.loop import Job, Loop, lr_factor, model_for, seed_step, w_step
+from mmnasdsl.train.loop import (
+    Clock,
+    Job,
+    Loop,
+    epoch_times,
+    lr_factor,
+    model_for,
+    seed_step,
+    w_step,
+)
 
 log = logging.getLogger("mmnasdsl.search")
 
@@ -243,13 +251,13 @@ class SearchDriver(Loop):
 
     def theta_pass(self, epoch: int) -> None:
         assert self.theta_data is not None
-        st, t0 = self.state, time.perf_counter()
+        st, clock = self.state, Clock()
         n = len(self.theta_data.batches)
         self.job.reporter.start(f"θ pass {epoch + 1}/{self.total_epochs}", n)
         for k in range(n):
             self.theta_step(k, st.step + 1 + k)  # seeded after the epoch's W steps
             self.job.reporter.advance(self.s.batch, **self.running())
-        st.sums["seconds"] = st.sums.get("seconds", 0.0) + time.perf_counter() - t0
+        clock.lap(st.sums)
 
     def theta_step(self, k: int, at: int) -> None:
         """The k-th θ step of the epoch, on D_a batch k (cycling when D_a is short); its
@@ -271,7 +279,7 @@ class SearchDriver(Loop):
 
     def end_epoch(self, epoch: int) -> None:
         """Score the candidate on D_a, record the epoch, write the run files, early stop."""
-        st, t0 = self.state, time.perf_counter()
+        st, clock = self.state, Clock()
         candidate = self.searcher.candidate(self._gen(SEED_EVAL, step=0))
         self.supernet.set_arch(candidate)
         metric = float(self.evaluate(self.train_set, self.d_a)[self.task.metric])
@@ -279,7 +287,7 @@ class SearchDriver(Loop):
         better = self.kept is None or metric >= self.kept[0]  # ties: the later, longer searched
         if self.s.keep == "best" and not self.warmup(epoch) and better:
             self.kept = (metric, list(candidate))
-        st.sums["seconds"] = st.sums.get("seconds", 0.0) + time.perf_counter() - t0
+        clock.lap(st.sums)
         record = self.epoch_record(epoch, metric, candidate)
         if st.history and not self.warmup(epoch):
             same = record["arch"] == st.history[-1]["arch"]
@@ -319,7 +327,7 @@ class SearchDriver(Loop):
             "metric_name": self.task.metric,
             "arch": describe(self.job.spec, self.space, self.answer()),
             "candidate": describe(self.job.spec, self.space, candidate),
-            "seconds": st.sums.get("seconds", 0.0),
+            **epoch_times(st.sums),
         }
 
     def running(self) -> dict[str, float]:

@@ -130,6 +130,28 @@ def chunks(rows: Sequence[int], size: int) -> list[list[int]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
+class Clock:
+    """Wall and CPU time since the last lap, added to a run's running sums as
+    `<prefix>seconds` and `<prefix>cpu_seconds`. CPU time is the process's (all its threads):
+    on a shared machine it measures the work, which wall time does not."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, sums: dict[str, float], prefix: str = "") -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        sums[f"{prefix}seconds"] = sums.get(f"{prefix}seconds", 0.0) + wall - self.wall
+        sums[f"{prefix}cpu_seconds"] = sums.get(f"{prefix}cpu_seconds", 0.0) + cpu - self.cpu
+        self.wall, self.cpu = wall, cpu
+
+
+def epoch_times(sums: dict[str, float]) -> dict[str, float]:
+    """An epoch record's times: wall and CPU seconds of the epoch, and the part of each spent
+    building the epoch's samples (`Task.epoch_data`: ITM's negatives)."""
+    keys = ("seconds", "cpu_seconds", "data_seconds", "data_cpu_seconds")
+    return {k: sums.get(k, 0.0) for k in keys}
+
+
 def seed_step(seed: int, epoch: int, step: int, dist: Dist) -> None:
     """Seed the global torch RNG (dropout) from where the run is: resume replays it."""
     torch.manual_seed(runs.step_seed(seed, epoch, step, dist.rank))
@@ -164,16 +186,25 @@ class NetRunner:
         self.net, self.device, self.relations = net, device, relations
 
     def outputs(
-        self, dataset: Dataset, rows: Sequence[int], batch_size: int | None = None
+        self,
+        dataset: Dataset,
+        rows: Sequence[int],
+        batch_size: int | None = None,
+        *,
+        share_words: bool = False,
     ) -> Iterator[tuple[dict[str, Tensor], dict[str, Tensor]]]:
         model = distributed.unwrap(self.net)
+        # a model that can run each sentence once (`Network.forward_sharing_words`) does so
+        # when asked; any other module (a plug-in kind, a bench baseline) runs plainly
+        shared = getattr(model, "forward_sharing_words", None) if share_words else None
+        run = shared or model
         was_training = model.training
         model.eval()
         try:
             batches = chunks(rows, batch_size or EVAL_BATCH)
             for batch in batch_iter(dataset, batches, relations=self.relations, device=self.device):
                 with torch.no_grad():
-                    out = model(batch)
+                    out = run(batch)
                 yield batch, out
         finally:
             model.train(was_training)
@@ -222,7 +253,7 @@ class State:
     step: int = 0  # steps done in the current epoch
     sums: dict[str, float] = field(default_factory=dict)  # this epoch's running sums
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per epoch
-    memo: dict[str, Any] = field(default_factory=dict)  # the task's per-epoch data (ITM)
+    memo: dict[str, Any] = field(default_factory=dict)  # the task's data across epochs (ITM)
     done: bool = False
     best: float = float("-inf")  # train: best val metric so far
     unchanged: int = 0  # search: search epochs in a row with the same answer
@@ -240,7 +271,8 @@ class State:
         return self.sums[key] / n if n else None
 
     def next_epoch(self) -> None:
-        self.epoch, self.step, self.sums, self.memo = self.epoch + 1, 0, {}, {}
+        """Move to the next epoch; `memo` stays (a task keys what it keeps by epoch)."""
+        self.epoch, self.step, self.sums = self.epoch + 1, 0, {}
 
 
 class Loop:
@@ -325,7 +357,7 @@ class Loop:
 
     def train_epoch(self, epoch: int) -> None:
         """One pass over the epoch's batches, resuming at `state.step`."""
-        job, st, t0 = self.job, self.state, time.perf_counter()
+        job, st, clock = self.job, self.state, Clock()
         set_lr(self.opt, self.s.lr * self.lr_factor(epoch))
         self.before_epoch(epoch)
         data = self.epoch_data(epoch, self.rows())
@@ -339,13 +371,14 @@ class Loop:
             self.after_step()
             job.reporter.advance(len(batch["index"]) * job.dist.world, **self.running())
             if st.step % job.checkpoint_every == 0 and st.step < len(data.batches):
-                st.sums["seconds"] = st.sums.get("seconds", 0.0) + time.perf_counter() - t0
-                t0 = time.perf_counter()
+                clock.lap(st.sums)
                 self.save()
-        st.sums["seconds"] = st.sums.get("seconds", 0.0) + time.perf_counter() - t0
+        clock.lap(st.sums)
 
     def epoch_data(self, epoch: int, rows: list[int], stream: int = 0) -> EpochData:
-        """The task's samples for `rows` this epoch (ITM: hard-negative triples)."""
+        """The task's samples for `rows` this epoch (ITM: triples with random or mined
+        negatives); the time it takes is the epoch's `data_seconds` (and `data_cpu_seconds`)."""
+        clock = Clock()
         batches = epoch_batches(rows, self.s.batch, self.job.seed, epoch, self.job.dist, stream)
         request = EpochRequest(
             dataset=self.train_set,
@@ -358,7 +391,9 @@ class Loop:
             pool=self.pool_rows(),
             memo=self.state.memo,
         )
-        return self.task.epoch_data(request)
+        data = self.task.epoch_data(request)
+        clock.lap(self.state.sums, "data_")
+        return data
 
     def pool_rows(self) -> list[int]:
         """Every training row of the epoch (what a task mines over); default: `rows()`."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,16 @@ from mmnasdsl.lang.format import format_spec
 from mmnasdsl.lang.settings import TrainSettings
 from mmnasdsl.lang.spec import Spec
 from mmnasdsl.train import runs
-from mmnasdsl.train.loop import Job, Loop, evaluate, lr_factor, model_for, model_sizes
+from mmnasdsl.train.loop import (
+    Clock,
+    Job,
+    Loop,
+    epoch_times,
+    evaluate,
+    lr_factor,
+    model_for,
+    model_sizes,
+)
 
 log = logging.getLogger("mmnasdsl.train")
 
@@ -85,16 +93,17 @@ class Trainer(Loop):
         return self.summary()
 
     def end_epoch(self, epoch: int) -> None:
-        t0 = time.perf_counter()
+        clock = Clock()
         metrics = self.evaluate(self.val_set)
         st, key = self.state, self.task.metric
-        seconds = st.sums.get("seconds", 0.0) + time.perf_counter() - t0
+        clock.lap(st.sums)
+        seconds = st.sums["seconds"]
         record = {
             "epoch": st.epoch + 1,
             "loss": st.mean("loss") or 0.0,
             "lr": self.opt.param_groups[0]["lr"],
             "val": metrics,
-            "seconds": seconds,
+            **epoch_times(st.sums),
         }
         st.history.append(record)
         improved = metrics[key] > st.best
