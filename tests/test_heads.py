@@ -13,6 +13,7 @@ from mmnasdsl.heads._layers import AttFlat
 from mmnasdsl.lang.settings import ModelSettings
 
 S = ModelSettings(d_model=16, heads=2, dropout=0.0)
+MMNAS_HEADS = [n for n in list_heads() if "taps" not in get_head(n).requires]  # MMnas streams
 
 
 def sigmoid(x: float) -> float:
@@ -25,12 +26,13 @@ def test_registry_and_options() -> None:
     assert get_head("vg").Options().box_weight == 1.0
     with pytest.raises(ValueError):
         get_head("vqa").Options(answer=3)  # extra="forbid"
-    for name in HEADS.names():
+    for name in MMNAS_HEADS:
         assert get_head(name).requires == ("words", "objects")
         assert get_head(name).data_kind == name
+    assert get_head("classify").requires == ("taps",)  # BM-NAS: tests/test_bmnas_model.py
 
 
-@pytest.mark.parametrize("name", list_heads())
+@pytest.mark.parametrize("name", MMNAS_HEADS)
 def test_every_head_runs_and_its_loss_reads_only_its_batch_fields(name: str) -> None:
     """Forward, loss and backward on a batch with the head's `batch_fields` (and masks)."""
     task = get_head(name)({}, num_answers=7)
@@ -85,14 +87,67 @@ def test_vqa_ce_on_normalised_scores() -> None:
 
 
 def test_itm_weighted_bce() -> None:
-    head = get_head("itm")({})
+    head = get_head("itm")({})  # positive_weight = 2: the reference's "counted twice"
     out = {"logits": torch.tensor([0.5, -1.0, 2.0])}
-    batch = {"label": torch.tensor([1.0, 0.0, 0.0]), "weight": torch.tensor([2.0, 1.0, 1.0])}
+    batch = {"label": torch.tensor([1.0, 0.0, 0.0])}
     terms = [-2 * math.log(sigmoid(0.5)), -math.log(1 - sigmoid(-1.0)), -math.log(1 - sigmoid(2.0))]
     assert head.loss(out, batch).item() == pytest.approx(sum(terms) / 3, rel=1e-5)
-    del batch["weight"]
+    once = get_head("itm")({"positive_weight": 1})
     plain = (terms[0] / 2 + terms[1] + terms[2]) / 3
-    assert head.loss(out, batch).item() == pytest.approx(plain, rel=1e-5)
+    assert once.loss(out, batch).item() == pytest.approx(plain, rel=1e-5)
+    batch["weight"] = torch.tensor([2.0, 1.0, 1.0])  # an explicit per-pair weight multiplies
+    assert once.loss(out, batch).item() == pytest.approx(sum(terms) / 3, rel=1e-5)
+
+
+def test_itm_margin_loss_per_triple() -> None:
+    head = get_head("itm")({"loss": "margin", "margin": 0.2})
+    logits = torch.tensor([0.5, -1.0, 2.0, 3.0, -3.0, -3.0])
+    labels = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    s = [sigmoid(v) for v in logits.tolist()]
+    want = (
+        max(0, 0.2 - s[0] + s[1])
+        + max(0, 0.2 - s[0] + s[2])  # the 2nd term is active
+        + max(0, 0.2 - s[3] + s[4])
+        + max(0, 0.2 - s[3] + s[5])  # both zero
+    ) / 2
+    assert head.loss({"logits": logits}, {"label": labels}).item() == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ValueError, match="triples"):
+        head.loss({"logits": logits[:4]}, {"label": labels[:4]})
+    with pytest.raises(ValueError, match="triples"):
+        head.loss({"logits": logits}, {"label": labels.flip(0)})
+
+
+def test_itm_predict_keeps_logits() -> None:
+    head = get_head("itm")({})
+    p = head.predict({"logits": torch.tensor([20.0, 30.0])}, {})
+    assert p["score"][0] == p["score"][1] == 1.0  # σ saturates in float32 ...
+    assert p["logit"][1] > p["logit"][0]  # ... the logit still ranks
+
+
+def test_itm_options_defaults_and_bounds() -> None:
+    options = get_head("itm").Options()
+    assert (options.negatives_from, options.mine_every, options.loss) == (0, 1, "bce")
+    assert (options.positive_weight, options.margin) == (2.0, 0.2)
+    for bad in (
+        {"negatives_from": -1},
+        {"mine_every": 0},
+        {"loss": "hinge"},
+        {"positive_weight": 0},
+        {"positive_weight": float("inf")},
+        {"margin": float("nan")},
+        {"margin": 2},
+    ):
+        with pytest.raises(ValueError):
+            get_head("itm").Options(**bad)
+
+
+def test_itm_negatives_plan() -> None:
+    from mmnasdsl.heads.itm import ITMOptions, negatives_plan
+
+    plan = [negatives_plan(e, ITMOptions(negatives_from=3, mine_every=2)) for e in range(7)]
+    assert plan == ["random", "random", "mine", "reuse", "mine", "reuse", "mine"]
+    assert {negatives_plan(e, ITMOptions(negatives_from=1)) for e in range(5)} == {"mine"}
+    assert {negatives_plan(e, ITMOptions()) for e in range(5)} == {"random"}  # the default
 
 
 def vg_batch() -> dict[str, torch.Tensor]:
@@ -147,8 +202,9 @@ def test_delta_round_trip() -> None:
 
 
 def test_relation_features_known_boxes() -> None:
+    """Continuous boxes (w = x2 - x1); the pixel default is in tests/test_conventions.py."""
     boxes = torch.tensor([[[0.0, 0, 10, 10], [20, 0, 30, 20]]])
-    r = relation_features(boxes)
+    r = relation_features(boxes, "continuous")
     assert r.shape == (1, 2, 2, 4)
     want01 = [math.log(2.0), math.log(0.5), 0.0, math.log(0.5)]
     assert torch.allclose(r[0, 0, 1], torch.tensor(want01), atol=1e-6)

@@ -100,7 +100,7 @@ def test_hard_negatives_never_match(tmp_path: Path) -> None:
     assert (neg["images"] != cap_img[:, None]).all()
     pairs = itm_triples(train, rows, neg, seed=0, epoch=0)
     assert len(pairs) == 3 * len(rows) and pairs.labels.tolist()[:3] == [1.0, 0.0, 0.0]
-    assert pairs.weights.tolist()[:3] == [2.0, 1.0, 1.0]  # the positive counts twice
+    assert pairs.weights is None  # the loss weighs the positive (`positive_weight`)
     assert pairs.images[0] == pairs.images[1] == train.caption_image[0] != pairs.images[2]
 
 

@@ -4,7 +4,8 @@ A task (VQA, ITM, VG; paper §3.3) is a torch-free descriptor registered by name
 `head NAME(...)` picks it. It owns everything that differs between tasks:
 
 - the head network: `layers(settings)` (modules; torch imported inside) and `forward(m, x,
-  x_mask, y, y_mask, batch)`, which the compiler wraps into one module (`_layers.HeadModule`);
+  x_mask, y, y_mask, batch)` over the MMnas streams, or `fuse(m, z, batch)` over a BM-NAS
+  network's fused cells, which the compiler wraps into one module (`_layers.HeadModule`);
 - `loss(out, batch)`, `predict(out, batch)` and `batch_fields`, the label keys the loss reads;
 - `metric` (the validation metric that picks best.pt, higher is better) and
   `evaluate(runner, dataset, rows)`, the metrics and the predictions file of a split;
@@ -42,9 +43,21 @@ class Runner(Protocol):
     """What a task may ask of the training stage: the network's outputs on some rows."""
 
     def outputs(
-        self, dataset: Dataset, rows: Sequence[int], batch_size: int | None = None
+        self,
+        dataset: Dataset,
+        rows: Sequence[int],
+        batch_size: int | None = None,
+        *,
+        share_words: bool = False,
     ) -> Iterator[tuple[Batch, dict[str, Tensor]]]:
-        """(batch, network outputs) for `rows` of `dataset`, in order, eval mode, no grad."""
+        """(batch, network outputs) for `rows` of `dataset`, in order, eval mode, no grad.
+
+        `share_words`: rows of one batch that read the same sentence run the network's word
+        stream once (when it reads no guide, `compile.network.Network.words_alone`); the
+        outputs equal the plain ones up to float rounding. Worth it when many rows share a
+        sentence, i.e. a caption scored against many images: order such rows next to each
+        other.
+        """
         ...
 
 
@@ -102,6 +115,11 @@ class Task:
         self, m: Any, x: Tensor, x_mask: Tensor, y: Tensor, y_mask: Tensor, batch: Batch
     ) -> dict[str, Tensor]:
         """Final word stream x (B, T, d) and object stream y (B, N, d) -> outputs."""
+        raise NotImplementedError
+
+    def fuse(self, m: Any, z: Tensor, batch: Batch) -> dict[str, Tensor]:
+        """The head of a fusion-cell space (BM-NAS, `requires = ("taps",)`): z (B, m·C, L) is
+        the concatenation of the network's last m cell outputs -> outputs."""
         raise NotImplementedError
 
     def loss(self, out: dict[str, Tensor], batch: Batch) -> Tensor:

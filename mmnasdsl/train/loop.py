@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from mmnasdsl.compile.network import needs_relations
+from mmnasdsl.compile.network import relation_convention
 from mmnasdsl.data import FeatureDataset, collate, open_split
 from mmnasdsl.heads import EpochData, EpochRequest, Task, get_head
 from mmnasdsl.lang.errors import DataError, UsageError
@@ -37,6 +37,7 @@ from mmnasdsl.lang.format import format_spec
 from mmnasdsl.lang.spec import Spec
 from mmnasdsl.train import distributed, runs
 from mmnasdsl.train.distributed import Dist
+from mmnasdsl.train.precision import Amp
 from mmnasdsl.train.progress import LogReporter, Reporter
 
 log = logging.getLogger("mmnasdsl.train")
@@ -108,7 +109,11 @@ def epoch_batches(
 
 
 def batch_iter(
-    dataset: Dataset, batches: Sequence[Sequence[int]], *, relations: bool, device: torch.device
+    dataset: Dataset,
+    batches: Sequence[Sequence[int]],
+    *,
+    relations: bool | str | None,
+    device: torch.device,
 ) -> Iterator[dict[str, Tensor]]:
     """Collated batches of the given rows, in order, on `device`."""
     loader = DataLoader(
@@ -125,22 +130,48 @@ def chunks(rows: Sequence[int], size: int) -> list[list[int]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
+class Clock:
+    """Wall and CPU time since the last lap, added to a run's running sums as
+    `<prefix>seconds` and `<prefix>cpu_seconds`. CPU time is the process's (all its threads):
+    on a shared machine it measures the work, which wall time does not."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, sums: dict[str, float], prefix: str = "") -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        sums[f"{prefix}seconds"] = sums.get(f"{prefix}seconds", 0.0) + wall - self.wall
+        sums[f"{prefix}cpu_seconds"] = sums.get(f"{prefix}cpu_seconds", 0.0) + cpu - self.cpu
+        self.wall, self.cpu = wall, cpu
+
+
+def epoch_times(sums: dict[str, float]) -> dict[str, float]:
+    """An epoch record's times: wall and CPU seconds of the epoch, and the part of each spent
+    building the epoch's samples (`Task.epoch_data`: ITM's negatives)."""
+    keys = ("seconds", "cpu_seconds", "data_seconds", "data_cpu_seconds")
+    return {k: sums.get(k, 0.0) for k in keys}
+
+
 def seed_step(seed: int, epoch: int, step: int, dist: Dist) -> None:
     """Seed the global torch RNG (dropout) from where the run is: resume replays it."""
     torch.manual_seed(runs.step_seed(seed, epoch, step, dist.rank))
 
 
 def w_step(
-    net: nn.Module, batch: dict[str, Tensor], opt: torch.optim.Optimizer, clip: float
+    net: nn.Module,
+    batch: dict[str, Tensor],
+    opt: torch.optim.Optimizer,
+    clip: float,
+    amp: Amp | None = None,
 ) -> float:
-    """One update of the weights on a batch: forward, loss, backward, clip, Adam."""
+    """One update of the weights on a batch: forward and loss in the run's precision,
+    backward, clip, Adam."""
+    amp = amp or Amp()
     opt.zero_grad(set_to_none=True)
-    out = net(batch)
-    loss = distributed.unwrap(net).loss(out, batch)
-    loss.backward()
-    params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-    nn.utils.clip_grad_norm_(params, clip)
-    opt.step()
+    with amp.autocast():
+        out = net(batch)
+        loss = distributed.unwrap(net).loss(out, batch)
+    amp.update(loss, opt, clip)
     return loss.item()
 
 
@@ -151,20 +182,29 @@ class NetRunner:
     """The network's outputs on rows of a dataset, in eval mode without gradients: what a
     task scores with (`heads.Runner`), for evaluation and for ITM's hard negatives."""
 
-    def __init__(self, net: nn.Module, device: torch.device, relations: bool) -> None:
+    def __init__(self, net: nn.Module, device: torch.device, relations: bool | str | None) -> None:
         self.net, self.device, self.relations = net, device, relations
 
     def outputs(
-        self, dataset: Dataset, rows: Sequence[int], batch_size: int | None = None
+        self,
+        dataset: Dataset,
+        rows: Sequence[int],
+        batch_size: int | None = None,
+        *,
+        share_words: bool = False,
     ) -> Iterator[tuple[dict[str, Tensor], dict[str, Tensor]]]:
         model = distributed.unwrap(self.net)
+        # a model that can run each sentence once (`Network.forward_sharing_words`) does so
+        # when asked; any other module (a plug-in kind, a bench baseline) runs plainly
+        shared = getattr(model, "forward_sharing_words", None) if share_words else None
+        run = shared or model
         was_training = model.training
         model.eval()
         try:
             batches = chunks(rows, batch_size or EVAL_BATCH)
             for batch in batch_iter(dataset, batches, relations=self.relations, device=self.device):
                 with torch.no_grad():
-                    out = model(batch)
+                    out = run(batch)
                 yield batch, out
         finally:
             model.train(was_training)
@@ -176,7 +216,7 @@ def evaluate(
     *,
     indices: Sequence[int] | None = None,
     device: torch.device,
-    relations: bool,
+    relations: bool | str | None,
     max_images: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The task's metrics on `dataset` (or its rows `indices`) and the predictions file
@@ -213,7 +253,7 @@ class State:
     step: int = 0  # steps done in the current epoch
     sums: dict[str, float] = field(default_factory=dict)  # this epoch's running sums
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per epoch
-    memo: dict[str, Any] = field(default_factory=dict)  # the task's per-epoch data (ITM)
+    memo: dict[str, Any] = field(default_factory=dict)  # the task's data across epochs (ITM)
     done: bool = False
     best: float = float("-inf")  # train: best val metric so far
     unchanged: int = 0  # search: search epochs in a row with the same answer
@@ -231,7 +271,8 @@ class State:
         return self.sums[key] / n if n else None
 
     def next_epoch(self) -> None:
-        self.epoch, self.step, self.sums, self.memo = self.epoch + 1, 0, {}, {}
+        """Move to the next epoch; `memo` stays (a task keys what it keeps by epoch)."""
+        self.epoch, self.step, self.sums = self.epoch + 1, 0, {}
 
 
 class Loop:
@@ -246,8 +287,10 @@ class Loop:
         self.train_set: FeatureDataset = open_split(job.data, "train", job.spec)
         torch.manual_seed(job.seed)
         self.model = self.build_model().to(job.device)
+        self.model.checkpoint = bool(getattr(self.s, "checkpoint", False))
+        self.amp = Amp(getattr(self.s, "precision", "fp32"), job.device)
         self.task: Task = self.model.task
-        self.relations = needs_relations(job.spec)
+        self.relations = relation_convention(job.spec)
         self.net = distributed.wrap(self.model, job.dist, job.device)
         self.runner = NetRunner(self.net, job.device, self.relations)
         self.opt = w_optimizer(self.weight_parameters(), self.s.lr)
@@ -280,7 +323,7 @@ class Loop:
 
     def step(self, batch: dict[str, Tensor]) -> float:
         """One training step on a batch; returns the loss (default: one W step)."""
-        return w_step(self.net, batch, self.opt, self.s.clip)
+        return w_step(self.net, batch, self.opt, self.s.clip, self.amp)
 
     def after_step(self) -> None:
         """Hook: after each step (the search's θ steps)."""
@@ -314,7 +357,7 @@ class Loop:
 
     def train_epoch(self, epoch: int) -> None:
         """One pass over the epoch's batches, resuming at `state.step`."""
-        job, st, t0 = self.job, self.state, time.perf_counter()
+        job, st, clock = self.job, self.state, Clock()
         set_lr(self.opt, self.s.lr * self.lr_factor(epoch))
         self.before_epoch(epoch)
         data = self.epoch_data(epoch, self.rows())
@@ -328,13 +371,14 @@ class Loop:
             self.after_step()
             job.reporter.advance(len(batch["index"]) * job.dist.world, **self.running())
             if st.step % job.checkpoint_every == 0 and st.step < len(data.batches):
-                st.sums["seconds"] = st.sums.get("seconds", 0.0) + time.perf_counter() - t0
-                t0 = time.perf_counter()
+                clock.lap(st.sums)
                 self.save()
-        st.sums["seconds"] = st.sums.get("seconds", 0.0) + time.perf_counter() - t0
+        clock.lap(st.sums)
 
     def epoch_data(self, epoch: int, rows: list[int], stream: int = 0) -> EpochData:
-        """The task's samples for `rows` this epoch (ITM: hard-negative triples)."""
+        """The task's samples for `rows` this epoch (ITM: triples with random or mined
+        negatives); the time it takes is the epoch's `data_seconds` (and `data_cpu_seconds`)."""
+        clock = Clock()
         batches = epoch_batches(rows, self.s.batch, self.job.seed, epoch, self.job.dist, stream)
         request = EpochRequest(
             dataset=self.train_set,
@@ -347,7 +391,9 @@ class Loop:
             pool=self.pool_rows(),
             memo=self.state.memo,
         )
-        return self.task.epoch_data(request)
+        data = self.task.epoch_data(request)
+        clock.lap(self.state.sums, "data_")
+        return data
 
     def pool_rows(self) -> list[int]:
         """Every training row of the epoch (what a task mines over); default: `rows()`."""
@@ -392,6 +438,7 @@ class Loop:
             "spec": format_spec(self.job.spec),
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
+            "scaler": self.amp.state_dict(),
             "state": self.state.as_dict(),
             "rng": runs.rng_state(),
             **self.resume_keys(),
@@ -407,6 +454,7 @@ class Loop:
         try:  # a checkpoint of this run whose contents were damaged or edited
             self.model.load_state_dict(ckpt["model"])
             self.opt.load_state_dict(ckpt["optimizer"])
+            self.amp.load_state_dict(ckpt.get("scaler", {}))
             self.state = State(**ckpt["state"])
             self.load_extra(ckpt)
             runs.resumed(ckpt, self.job.run_dir, log)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,23 @@ import torch
 from torch import nn
 
 from mmnasdsl.compile.build import build_model
-from mmnasdsl.compile.network import needs_relations
+from mmnasdsl.compile.network import relation_convention
 from mmnasdsl.data import open_split
 from mmnasdsl.lang.errors import UsageError
 from mmnasdsl.lang.format import format_spec
 from mmnasdsl.lang.settings import TrainSettings
 from mmnasdsl.lang.spec import Spec
 from mmnasdsl.train import runs
-from mmnasdsl.train.loop import Job, Loop, evaluate, lr_factor, model_for, model_sizes
+from mmnasdsl.train.loop import (
+    Clock,
+    Job,
+    Loop,
+    epoch_times,
+    evaluate,
+    lr_factor,
+    model_for,
+    model_sizes,
+)
 
 log = logging.getLogger("mmnasdsl.train")
 
@@ -85,16 +93,17 @@ class Trainer(Loop):
         return self.summary()
 
     def end_epoch(self, epoch: int) -> None:
-        t0 = time.perf_counter()
+        clock = Clock()
         metrics = self.evaluate(self.val_set)
         st, key = self.state, self.task.metric
-        seconds = st.sums.get("seconds", 0.0) + time.perf_counter() - t0
+        clock.lap(st.sums)
+        seconds = st.sums["seconds"]
         record = {
             "epoch": st.epoch + 1,
             "loss": st.mean("loss") or 0.0,
             "lr": self.opt.param_groups[0]["lr"],
             "val": metrics,
-            "seconds": seconds,
+            **epoch_times(st.sums),
         }
         st.history.append(record)
         improved = metrics[key] > st.best
@@ -141,7 +150,9 @@ def checkpoint_sizes(ckpt: dict[str, Any], checkpoint: Path) -> tuple[int, int]:
     vocab = sizes.get("vocab_size") if isinstance(sizes, dict) else None
     answers = sizes.get("num_answers", 0) if isinstance(sizes, dict) else None
     ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (vocab, answers))
-    if not ok or not (2 <= vocab <= 10**8 and 0 <= answers <= 10**8):  # type: ignore[operator]
+    # vocab 0: a space without words (BM-NAS taps); a words input has at least <pad>, <unk>
+    vocab_ok = ok and (vocab == 0 or 2 <= vocab <= 10**8)  # type: ignore[operator]
+    if not vocab_ok or not 0 <= answers <= 10**8:  # type: ignore[operator]
         raise UsageError(f"{checkpoint}: damaged sizes {sizes!r:.80} (vocab_size, num_answers)")
     return vocab, answers  # type: ignore[return-value]
 
@@ -168,5 +179,5 @@ def evaluate_checkpoint(
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"{checkpoint} does not fit {spec.source}: {reason}") from None
     dataset = open_split(data, split, spec)
-    relations = needs_relations(spec)
+    relations = relation_convention(spec)
     return evaluate(model, dataset, device=device, relations=relations, max_images=max_images)
