@@ -482,10 +482,13 @@ def report(spaces: Sequence[bp.Space], results: Path, seeds: Sequence[int]) -> s
     for space in spaces:
         searched = search_records(space, results, seeds)
         fixed = bp.records(space, results, seeds)
+        unit_min = sum(r["seconds"] for by in (searched, fixed) for rs in by.values() for r in rs)
         out += [
             f"### `{space.task}`: specs/planted-{space.task}.mmnas",
             "",
-            f"Search settings: {settings_text(space)}",
+            f"Search settings: {settings_text(space)}  ",
+            f"Sum of per-unit wall times (search + train + eval, or train + eval; including "
+            f"units bench/planted.py ran): {unit_min / 60:.1f} min",
             "",
             *targets(space, searched, fixed, seeds),
             "",
