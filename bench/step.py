@@ -379,7 +379,10 @@ def main() -> None:
             variants = list(args.precision)
             if args.unbatched_too:
                 variants += [f"{p}+unbatched" for p in args.precision]
-            results.extend(bench_cases(b, graph, steps, variants))
+            cases = bench_cases(b, graph, steps, variants)
+            for case in cases:  # as they finish: a run stopped later keeps these
+                print(json.dumps(case), flush=True)
+            results.extend(cases)
             del b
     sample_peaks()
     peaks = {p: max(v) for p, v in samples.items()}  # the best seen: shares are not flattered
