@@ -30,7 +30,8 @@ decoder blocks over {SA, RSA, GA, FFN}), batch 64, 14 words, 100 objects of 2048
   (softmax, LayerNorm, dropout, Adam) is not counted, so the share of peak is a lower bound
   of how busy the matmul units are.
 - peak_rss_gb of a record: the largest resident set sampled (every 10 ms, /proc/self/statm)
-  while that record's steps ran; the process's ru_maxrss is reported too. Freed memory
+  while that record's steps ran (W and θ; `w_step.peak_rss_gb`: the W steps only, which
+  run first); the process's ru_maxrss is reported too. Freed memory
   may stay mapped between cases, so for a memory figure run one case per process.
 """
 
@@ -265,6 +266,7 @@ def bench_cases(b: Bench, graph: Any, steps: int, variants: list[str]) -> list[d
         recs[v]["estimator"] = b.searcher.settings.estimator
     for name in ("w_step", "theta_step"):
         runs: dict[str, tuple[list[float], list[list[int]]]] = {v: ([], []) for v in variants}
+        phase_rss: dict[str, float] = {}  # W steps run first: their peak is the W step's
         for i in range(steps + 1):
             for v in variants:
                 b.precision = recs[v]["precision"]
@@ -272,6 +274,7 @@ def bench_cases(b: Bench, graph: Any, steps: int, variants: list[str]) -> list[d
                 with sampler.watch() as seen, rsa_unbatched(not recs[v]["rsa_batched"]):
                     times, archs = timed(step, 1)
                 recs[v]["peak_rss_gb"] = max(recs[v]["peak_rss_gb"], seen["peak_gb"])
+                phase_rss[v] = max(phase_rss.get(v, 0.0), seen["peak_gb"])
                 if i > 0:  # step 0 is the warm-up: allocator, Adam state
                     runs[v][0].extend(times)
                     runs[v][1].extend(archs)
@@ -283,6 +286,7 @@ def bench_cases(b: Bench, graph: Any, steps: int, variants: list[str]) -> list[d
                 "seconds_all": times,
                 "gflop": statistics.mean(flops) / 1e9,
                 "gflops_per_s": sum(flops) / sum(times) / 1e9,
+                "peak_rss_gb": phase_rss[v],
             }
     for rec in recs.values():
         rec["theta_over_w"] = rec["theta_step"]["seconds_median"] / rec["w_step"]["seconds_median"]
@@ -379,7 +383,10 @@ def main() -> None:
             variants = list(args.precision)
             if args.unbatched_too:
                 variants += [f"{p}+unbatched" for p in args.precision]
-            results.extend(bench_cases(b, graph, steps, variants))
+            cases = bench_cases(b, graph, steps, variants)
+            for case in cases:  # as they finish: a run stopped later keeps these
+                print(json.dumps(case), flush=True)
+            results.extend(cases)
             del b
     sample_peaks()
     peaks = {p: max(v) for p, v in samples.items()}  # the best seen: shares are not flattered

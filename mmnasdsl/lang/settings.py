@@ -195,7 +195,7 @@ class SearchSettings(Settings):
     checkpoint: bool = Field(
         False,
         description="per-block activation checkpointing: keep only each block's input and "
-        "recompute the rest in the backward (less memory, about a third more compute)",
+        "recompute the rest in the backward (less memory, one more forward per step)",
     )
     prior: str | tuple[str, ...] | None = Field(
         None,
@@ -261,7 +261,7 @@ class TrainSettings(Settings):
     checkpoint: bool = Field(
         False,
         description="per-block activation checkpointing: keep only each block's input and "
-        "recompute the rest in the backward (less memory, about a third more compute)",
+        "recompute the rest in the backward (less memory, one more forward per step)",
     )
 
 
