@@ -15,6 +15,7 @@ import os
 import pickle
 import random
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,20 @@ UNREADABLE = _UNREADABLE  # for the readers of other formats (train/weights.py)
 DAMAGED = (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError)
 
 
+def torch_load(path: Path) -> Any:
+    """torch.load with weights_only=True (no pickled code runs), without torch's warning
+    about a foreign file's pickle protocol: the caller says what is wrong with the file, and
+    the warning would be the first line a user reads."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """torch.load with weights_only=True (no pickled code runs); a UsageError naming the
-    file for anything that is not a checkpoint dict."""
+    """`torch_load`; a UsageError naming the file for anything that is not a checkpoint
+    dict."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch_load(path)
     except _UNREADABLE as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(

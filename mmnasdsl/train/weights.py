@@ -33,7 +33,7 @@ def read_reference(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """(the network's state dict, the rest of the file) of a reference checkpoint; a
     WeightsError naming the file when it is not one."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = runs.torch_load(path)
     except runs.UNREADABLE as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         raise WeightsError(f"{path}: not a torch checkpoint ({reason[:200]})") from None
