@@ -5,10 +5,25 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mmnasdsl.lang.kinds import declared_kind
+
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = sorted((ROOT / "specs").glob("*.mmnas"))
+
+
+def of_kind(paths: list[Path], kind: str) -> list[Path]:
+    return [p for p in paths if declared_kind(p.read_text(encoding="utf-8"))[0] == kind]
+
+
+ALL_SHIPPED = sorted((ROOT / "specs").glob("*.mmnas"))
+SHIPPED = of_kind(ALL_SHIPPED, "mmnas")  # the MMnas specs; BM-NAS: below
 VALID = sorted((ROOT / "tests" / "specs" / "valid").glob("*.mmnas"))
 INVALID = sorted((ROOT / "tests" / "specs" / "invalid").glob("*.mmnas"))
+
+# BM-NAS (`space bmnas`): shipped specs and the corpus of tests/specs/bmnas/
+BMNAS_SHIPPED = of_kind(ALL_SHIPPED, "bmnas")
+BMNAS_VALID = sorted((ROOT / "tests" / "specs" / "bmnas" / "valid").glob("*.mmnas"))
+BMNAS_INVALID = sorted((ROOT / "tests" / "specs" / "bmnas" / "invalid").glob("*.mmnas"))
+BMNAS_KEYWORDS = ("space", "model", "input", "pool", "cell", "head", "data", "search", "train")
 
 # The keywords of the grammar (mmnas.lark): reserved, so never a name.
 KEYWORDS = (

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _specs import SHIPPED
 
 import mmnasdsl
 from mmnasdsl.compile.build import build_model, scaled_settings
@@ -18,7 +19,7 @@ from mmnasdsl.lang.settings import ObjectsInput, WordsInput, input_settings
 from mmnasdsl.lang.spec import Spec
 from mmnasdsl.ops import BlockContext
 
-SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.mmnas"))
+SPECS = SHIPPED  # the MMnas specs (BM-NAS: tests/test_bmnas_model.py)
 VOCAB, ANSWERS = 30, 6
 
 SMALL = """

@@ -94,8 +94,13 @@ def test_fmt_of_a_syntax_error_is_a_located_error(tmp_path):
 def test_ops_lists_the_registry():
     result = run("ops")
     assert result.exit_code == 0
-    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
+    lines = result.stdout.splitlines()
+    fusion = next(i for i, line in enumerate(lines) if line.strip().startswith("fusion op"))
+    rows = {line.split()[0]: line.split()[1] for line in lines[1:fusion]}
     assert rows == {"SA": "-", "GA": "guide", "RSA": "relations", "FFN": "-"}
+    fused = [line.split()[0] for line in lines[fusion + 1 :]]  # BM-NAS's
+    assert fused == ["Sum", "ScaleDotAttn", "LinearGLU", "ConcatFC"]
+    assert "cat[x, y]" in result.stdout
 
 
 def test_convert_both_ways(tmp_path):

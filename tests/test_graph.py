@@ -140,6 +140,8 @@ def test_every_param_formula_counts_the_built_modules(options: dict) -> None:
     for op in list_ops():
         assert op_params(op, s) == count(build_op(op, s)), op
     for name in list_heads():
+        if "taps" in get_head(name).requires:
+            continue  # a head of BM-NAS cells: tests/test_bmnas_model.py
         task = get_head(name)({}, num_answers=11)
         assert head_params(task, s) == count(build_head(task, s)), name
     for cfg in (WordsInput(), WordsInput(lstm=False, embed=12), ObjectsInput(dim=20)):

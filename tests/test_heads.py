@@ -13,6 +13,7 @@ from mmnasdsl.heads._layers import AttFlat
 from mmnasdsl.lang.settings import ModelSettings
 
 S = ModelSettings(d_model=16, heads=2, dropout=0.0)
+MMNAS_HEADS = [n for n in list_heads() if "taps" not in get_head(n).requires]  # MMnas streams
 
 
 def sigmoid(x: float) -> float:
@@ -25,12 +26,13 @@ def test_registry_and_options() -> None:
     assert get_head("vg").Options().box_weight == 1.0
     with pytest.raises(ValueError):
         get_head("vqa").Options(answer=3)  # extra="forbid"
-    for name in HEADS.names():
+    for name in MMNAS_HEADS:
         assert get_head(name).requires == ("words", "objects")
         assert get_head(name).data_kind == name
+    assert get_head("classify").requires == ("taps",)  # BM-NAS: tests/test_bmnas_model.py
 
 
-@pytest.mark.parametrize("name", list_heads())
+@pytest.mark.parametrize("name", MMNAS_HEADS)
 def test_every_head_runs_and_its_loss_reads_only_its_batch_fields(name: str) -> None:
     """Forward, loss and backward on a batch with the head's `batch_fields` (and masks)."""
     task = get_head(name)({}, num_answers=7)
@@ -200,8 +202,9 @@ def test_delta_round_trip() -> None:
 
 
 def test_relation_features_known_boxes() -> None:
+    """Continuous boxes (w = x2 - x1); the pixel default is in tests/test_conventions.py."""
     boxes = torch.tensor([[[0.0, 0, 10, 10], [20, 0, 30, 20]]])
-    r = relation_features(boxes)
+    r = relation_features(boxes, "continuous")
     assert r.shape == (1, 2, 2, 4)
     want01 = [math.log(2.0), math.log(0.5), 0.0, math.log(0.5)]
     assert torch.allclose(r[0, 0, 1], torch.tensor(want01), atol=1e-6)

@@ -204,12 +204,68 @@ def test_toy_op_registers_and_runs() -> None:
 
 
 def test_the_registries_load_without_torch() -> None:
-    """The language reads ops and heads without torch (what keeps `mmnasdsl check` fast)."""
+    """The language reads ops and heads, and checks every shipped spec of every space kind,
+    without torch (what keeps `mmnasdsl check` fast)."""
     import subprocess
     import sys
 
     code = "import sys, mmnasdsl; mmnasdsl.catalog(); import mmnasdsl.ops, mmnasdsl.heads; "
-    code += "mmnasdsl.load('specs/vqa.mmnas'); print('torch' in sys.modules)"
+    code += "import glob; specs = sorted(glob.glob('specs/*.mmnas')); "
+    code += "[mmnasdsl.load(p) for p in specs]; print(len(specs), 'torch' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
-    assert out.stdout.strip() == "False", out.stderr
+    count, torch_loaded = out.stdout.split()
+    assert int(count) >= 16 and torch_loaded == "False", out.stderr  # both space kinds
+
+
+def rsa_blocks(k: int) -> list[nn.Module]:
+    """k RSA blocks with the reference's init (some pairs at the log floor), eval mode."""
+    torch.manual_seed(3)
+    reference = S.model_copy(update={"relation_init": "reference"})
+    return [build_op("RSA", reference).eval() for _ in range(k)]
+
+
+def test_rsa_prepare_batches_the_priors_exactly() -> None:
+    """`RSA.prepare` (every block's mask in one matmul, padding folded in) gives each block
+    the output of the formula, on a batch with padded objects, and the same gradients for
+    the relation tensor and every block's weights as block-by-block evaluation."""
+    blocks, x = rsa_blocks(3), torch.randn(B, N, 16)
+
+    def run(batched: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        ctx = context()
+        rel = ctx.relation.clone().requires_grad_(True)
+        ctx = BlockContext(ctx.mask, ctx.guide, ctx.guide_mask, rel)
+        if batched:
+            get_op("RSA").prepare(blocks, ctx)
+            assert set(ctx.shared) == {id(b) for b in blocks}
+        outs = [b(x, ctx) for b in blocks]
+        params = [rel] + [p for b in blocks for p in b.rel.parameters()]
+        return outs, list(torch.autograd.grad(sum(o.square().sum() for o in outs), params))
+
+    (outs, grads), (want_outs, want_grads) = run(True), run(False)
+    ctx = context()
+    for b, out in zip(blocks, outs, strict=True):
+        bias = F.relu(b.rel(ctx.relation)).clamp(min=1e-6).log().permute(0, 3, 1, 2)
+        formula = b.norm(x + hand_attention(b.att, x, x, ctx.mask, bias))
+        assert torch.allclose(out, formula, atol=1e-5)
+    for got, want in zip(outs + grads, want_outs + want_grads, strict=True):
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_context_masks_are_built_once_and_exact() -> None:
+    """SA and GA read the additive masks their context built once; softmax over them equals
+    the formula with -inf on padded keys (hand_attention)."""
+    ctx = context()
+    assert ctx.key_bias() is ctx.key_bias() and ctx.guide_bias() is ctx.guide_bias()
+    assert ctx.key_bias().shape == (B, 1, 1, N)
+    assert (ctx.key_bias()[1, 0, 0, 3:] == -1e9).all() and (ctx.key_bias()[0] == 0).all()
+    torch.manual_seed(4)
+    sa, ga = build_op("SA", S).eval(), build_op("GA", S).eval()
+    x = torch.randn(B, N, 16)
+    zero = torch.zeros(B, 2, N, N)
+    assert torch.allclose(
+        sa(x, ctx), sa.norm(x + hand_attention(sa.att, x, x, ctx.mask, zero)), atol=1e-5
+    )
+    y, gz = ctx.guide, torch.zeros(B, 2, N, M)
+    want = ga.norm(x + hand_attention(ga.att, x, y, ctx.guide_mask, gz))
+    assert torch.allclose(ga(x, ctx), want, atol=1e-5)

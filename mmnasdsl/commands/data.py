@@ -1,5 +1,5 @@
-"""`mmnasdsl data ...`: generate `shapes` or `planted`, import community datasets, describe a
-store."""
+"""`mmnasdsl data ...`: generate `shapes` or `planted`, import community datasets and
+BM-NAS taps, describe a store."""
 
 from __future__ import annotations
 
@@ -204,6 +204,37 @@ def import_refcoco_cmd(
     )
 
 
+@import_app.command("taps")
+def import_taps_cmd(
+    spec: Annotated[Path, typer.Option("--spec", help="the BM-NAS spec declaring the taps")],
+    features: Annotated[
+        Path,
+        typer.Option(
+            "--features", help="a folder of <tap>.npy/.npz/.h5 files, or one .npz/.h5 of all"
+        ),
+    ],
+    out: Annotated[Path, typer.Option("-o", "--out", help="the store to write (.h5)")],
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="class ids (.npy/.npz/.h5/text) unless in --features"),
+    ] = None,
+    classes: Annotated[
+        Path | None, typer.Option("--classes", help="class names, one per line")
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="train, val or test (recorded)")] = "",
+) -> None:
+    """Per-layer backbone features + labels -> one BM-NAS tap store (checked against SPEC)."""
+    import mmnasdsl
+    from mmnasdsl.data.importers import import_taps
+
+    loaded = mmnasdsl.load(spec)
+    if loaded.kind != "bmnas":
+        raise UsageError(f"--spec {spec}: tap stores are for BM-NAS spaces (`space bmnas`)")
+    split = split or out.stem
+    summary = import_taps(loaded, features, out, labels=labels, classes=classes, split=split)
+    console.print(summary.line())
+
+
 def _import(
     importer: Callable[..., Any],
     *inputs: Any,
@@ -229,6 +260,9 @@ def info(file: Annotated[Path, typer.Argument(help="a store (.h5)")]) -> None:
     from mmnasdsl.data.store import iter_keys, open_store
 
     with open_store(file) as f:
+        if f.attrs.get("task") == "taps":  # a BM-NAS tap store
+            console.print(_taps_table(f, file))
+            return
         console.print(_summary_table(f, file))
         console.print(_histogram_table(np.diff(f["images/offsets"][:])))
         keys = Table(title="datasets")
@@ -270,6 +304,20 @@ def _summary_table(f: object, file: Path) -> Table:
         rows.append(("glove", str(f["text/glove"].shape)))
     for r in rows:
         t.add_row(*r)
+    return t
+
+
+def _taps_table(f: Any, file: Path) -> Table:
+    """A tap store: its attributes, samples, classes and one row per tap."""
+    from mmnasdsl.data.taps import store_taps
+
+    t = Table(title=f"{file} (taps, {f.attrs.get('split', '')}, {f['ids'].shape[0]} samples)")
+    for col in ("tap", "input", "per sample", "dtype"):
+        t.add_column(col)
+    for name, info in store_taps(f).items():
+        t.add_row(name, info.modality, str(info.shape), str(f[f"taps/{name}"].dtype))
+    labels = "multi-label" if f.attrs.get("multilabel") else "single-label"
+    t.caption = f"{f['classes'].shape[0]} classes, {labels}; source: {f.attrs.get('source', '')}"
     return t
 
 

@@ -1,5 +1,9 @@
 """`mmnasdsl info SPEC`: the size of a spec's search space and of its networks.
 
+BM-NAS specs (`space bmnas`): one row per tap (its adapter) and per cell step, the totals
+split into adapters / cells / head, and in `--json` the `cells`, each with the `inputs` of
+its pair by the spec's names (None while searched) and its steps.
+
 A table with one row per block (candidates, parameters and forward FLOPs per candidate)
 and the totals: search-space size, parameters split into embedding / encoder / decoder /
 head (for a searchable spec: the network of the largest choice per block, plus the whole
@@ -111,6 +115,49 @@ def print_table(info: dict[str, Any]) -> None:
     console.print(f"forward FLOPs per sample ({sizes}): {human(info['flops_per_sample'])}")
 
 
+def print_bmnas_table(info: dict[str, Any]) -> None:
+    """A BM-NAS spec: one row per tap (its adapter), one per cell step, then the totals."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{info['spec']} ({info['task']})", title_justify="left")
+    for col in ("where", "what", "choices", "params", "FLOPs/sample"):
+        table.add_column(col)
+    for tap in info["taps"]:
+        shape = "x".join(map(str, tap["shape"]))
+        table.add_row(
+            f"{tap['modality']}.{tap['name']}",
+            f"adapter {shape}",
+            "",
+            human(tap["params"]),
+            human(tap["flops"]),
+        )
+    for cell in info["cells"]:
+        pair = ", ".join(cell["inputs"]) if cell["inputs"] else "searched"
+        table.add_row(cell["name"], f"pair ({pair})", "", human(cell["params"]), "")
+        for st in cell["steps"]:
+            inputs = ", ".join(st["inputs"]) if st["inputs"] else "searched"
+            table.add_row(
+                f"{cell['name']}.{st['name']}",
+                f"inputs ({inputs})",
+                " | ".join(st["choices"]),
+                per_choice(st["params"]),
+                per_choice(st["flops"]),
+            )
+    console.print(table)
+    p, size = info["params"], info["search_space_size"]
+    which = "network" if info["concrete"] else "largest choice per step"
+    console.print(f"search space: {size:,} architecture{'' if size == 1 else 's'}")
+    console.print(
+        f"params ({which}): {p['total']:,} = adapters {p['adapters']:,} + cells "
+        f"{p['cells']:,} + head {p['head']:,}"
+    )
+    if not info["concrete"]:
+        console.print(f"params (supernet, all candidates): {p['supernet_total']:,}")
+    console.print(f"forward FLOPs per sample: {human(info['flops_per_sample'])}")
+
+
 SpecArg = Annotated[Path, typer.Argument(help="a .mmnas spec")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 MAX_VOCAB = 10_000_000  # word vocabulary and answers (the VQA head admits as many)
@@ -146,8 +193,11 @@ def register(app: typer.Typer) -> None:
         from mmnasdsl.compile.graph import build_graph
 
         graph = build_graph(load(spec), vocab_size=vocab, num_answers=answers, d_model=d_model)
-        data = summary(graph)
+        kind = graph.spec.kind
+        data = graph.summary() if kind == "bmnas" else summary(graph)
         if as_json:
             typer.echo(json.dumps(data, indent=2))
+        elif kind == "bmnas":
+            print_bmnas_table(data)
         else:
             print_table(data)

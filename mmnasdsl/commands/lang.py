@@ -8,9 +8,8 @@ They read and write files (the edges of the pipeline); the work is done by `pars
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,24 +22,14 @@ SpecPaths = Annotated[
 
 
 def size_formula(spec: Spec) -> str:
-    """`2^12*4^18 = 281474976710656`: the product of the block choice counts, exactly."""
-    counts = Counter(len(b.choices) for b in spec.blocks() if b.searchable)
-    if not counts:
-        return "1 (concrete)"
-    factors = [f"{k}^{n}" if n > 1 else str(k) for k, n in sorted(counts.items())]
-    size = spec.search_space_size()
-    formula = "*".join(factors)
-    return str(size) if formula == str(size) else f"{formula} = {size}"
+    """`2^12*4^18 = 281474976710656`: the product of the choice counts, exactly (by kind)."""
+    return spec.size_formula()
 
 
 def summary(path: Path, spec: Spec) -> str:
-    """One line: blocks, searchable blocks and the search-space size."""
-    blocks = spec.blocks()
-    searchable = sum(b.searchable for b in blocks)
-    return (
-        f"{path}: ok, {len(blocks)} blocks ({searchable} searchable), "
-        f"search space {size_formula(spec)}"
-    )
+    """One line: what the spec holds (MMnas: blocks and searchable blocks; BM-NAS: cells,
+    steps, taps and searched choices) and the search-space size."""
+    return f"{path}: ok, {spec.outline()}, search space {spec.size_formula()}"
 
 
 def check_cmd(specs: SpecPaths) -> None:
@@ -90,11 +79,12 @@ def fmt_cmd(
 
 
 def ops_cmd() -> None:
-    """List the registered ops, what each needs besides its stream, and what it computes."""
+    """List the registered ops (MMnas blocks, then BM-NAS's fusion ops) and what each does."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    from mmnasdsl.ops import OPS
+    from mmnasdsl.ops import FUSION_OPS, OPS
 
     table = Table("op", "needs", "what it computes", box=None)
     for name in OPS.names():
@@ -103,11 +93,20 @@ def ops_cmd() -> None:
         doc = (cls.__doc__ or "").strip().splitlines()
         table.add_row(name, needs, doc[0] if doc else "")
     Console(width=120).print(table)
+    fusion = Table("fusion op (BM-NAS)", "what it computes from x, y", box=None)
+    for name in FUSION_OPS.names():
+        doc = (FUSION_OPS[name].__doc__ or "").strip().splitlines()
+        fusion.add_row(name, escape(doc[0]) if doc else "")  # `cat[x, y]` is not markup
+    Console(width=120).print(fusion)
 
 
 def convert_cmd(
     source: Annotated[
-        Path, typer.Argument(help="arch .json (reference format) or concrete .mmnas")
+        Path,
+        typer.Argument(
+            help="arch .json (MMnas reference), a BM-NAS Genotype (text, log or .pkl), or a "
+            "concrete .mmnas"
+        ),
     ],
     space: Annotated[
         Path | None, typer.Option("--space", help="search-space spec giving the settings (json in)")
@@ -119,19 +118,110 @@ def convert_cmd(
         int | None,
         typer.Option("--epoch", min=0, help="epoch<N> to take or write (default: the last; 0)"),
     ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            help="convert this checkpoint for the concrete spec SOURCE instead: the "
+            "reference's .pkl to an mmnasdsl checkpoint (for eval), or with --to reference "
+            "an mmnasdsl .pt to the reference's layout",
+        ),
+    ] = None,
+    to: Annotated[
+        str,
+        typer.Option("--to", help="with --weights: mmnasdsl (default) or reference"),
+    ] = "mmnasdsl",
+    rows: Annotated[
+        Path | None,
+        typer.Option(
+            "--rows",
+            help="with --weights: the reference's token_to_ix and ans_to_ix (JSON); puts its "
+            "embedding and classifier rows in the order of the --data store's vocabulary",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="with --rows: the data folder (default: the spec's data)"),
+    ] = None,
 ) -> None:
-    """Convert between the reference's architecture JSON and a concrete spec."""
-    if source.suffix.lower() == ".json":
+    """Convert between a concrete spec and the reference code's written architecture: MMnas's
+    JSON (.json), or BM-NAS's Genotype (its repr in any text file or log, or its .pkl); or
+    (with --weights) between the MMnas reference's checkpoints and mmnasdsl's."""
+    if weights is not None:
+        if space is not None or epoch is not None:
+            raise UsageError("--space and --epoch are for architecture files, not --weights")
+        _convert_weights(source, weights, output, to, rows, data)
+        return
+    if to != "mmnasdsl" or rows is not None or data is not None:
+        raise UsageError("--to, --rows and --data are only for converting --weights")
+    suffix = source.suffix.lower()
+    if suffix == ".json":
         text = _json_to_spec_text(source, space, epoch)
+    elif suffix != ".mmnas":
+        text = _genotype_to_spec_text(source, space)
     else:
         if space is not None:
-            raise UsageError("--space is only for converting a .json architecture into a spec")
-        text = _spec_to_json_text(source, epoch or 0)
+            raise UsageError("--space is only for converting an architecture into a spec")
+        text = _spec_to_reference_text(source, epoch or 0)
     if output is None:
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}", err=True)
+
+
+WEIGHT_TARGETS = ("mmnasdsl", "reference")
+
+
+def _rows(spec: Spec, rows: Path | None, data: str | None) -> Any:
+    """The reference's lists and the train store's vocabulary and answers, or None."""
+    if rows is None:
+        if data is not None:
+            raise UsageError("--data goes with --rows (the lists to reorder the rows by)")
+        return None
+    from mmnasdsl.commands.run import data_for
+    from mmnasdsl.data import open_split
+    from mmnasdsl.train.distributed import Dist
+    from mmnasdsl.train.weights import read_rows
+
+    train = open_split(data_for(spec, data, Dist()), "train", spec)
+    return read_rows(rows, train.vocab, list(getattr(train, "answers", [])))
+
+
+def _convert_weights(
+    spec_path: Path,
+    weights: Path,
+    output: Path | None,
+    to: str,
+    rows: Path | None = None,
+    data: str | None = None,
+) -> None:
+    """`convert --weights`: read, convert, write; notes on conventions that change what the
+    moved weights compute, and on tokens and answers without a row."""
+    import mmnasdsl
+    from mmnasdsl.compile.reference import convention_notes
+    from mmnasdsl.train import runs
+    from mmnasdsl.train import weights as w
+
+    if to not in WEIGHT_TARGETS:
+        raise UsageError(f"--to {to}: expected one of {', '.join(WEIGHT_TARGETS)}")
+    if output is None:
+        raise UsageError("convert --weights writes a checkpoint: give -o OUT")
+    if not weights.is_file():
+        raise UsageError(f"{weights}: no such checkpoint")
+    if (rows is not None or data is not None) and to != "mmnasdsl":
+        raise UsageError("--rows and --data are for converting the reference's checkpoints")
+    spec = mmnasdsl.load(spec_path)
+    if to == "mmnasdsl":
+        ckpt = w.import_reference(spec, weights, _rows(spec, rows, data))
+    else:
+        ckpt = w.export_reference(spec, weights)
+    runs.save_checkpoint(output, ckpt)
+    for note in convention_notes(spec):
+        typer.echo(f"note: {spec_path}: {note}; the weights compute another function", err=True)
+    for note in ckpt.get("notes", []):
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"wrote {output}", err=True)
 
 
 def _json_to_spec_text(source: Path, space: Path | None, epoch: int | None) -> str:
@@ -155,11 +245,44 @@ def _json_to_spec_text(source: Path, space: Path | None, epoch: int | None) -> s
     return text
 
 
-def _spec_to_json_text(source: Path, epoch: int) -> str:
+def _spec_to_reference_text(source: Path, epoch: int) -> str:
+    """MMnas: the reference's JSON; BM-NAS: the official Genotype repr."""
     import mmnasdsl
     from mmnasdsl.lang.convert import spec_to_arch
+    from mmnasdsl.lang.genotype import format_genotype, spec_to_genotype
 
-    return json.dumps(spec_to_arch(mmnasdsl.load(source), epoch)) + "\n"
+    spec = mmnasdsl.load(source)
+    if spec.kind == "bmnas":
+        return format_genotype(spec_to_genotype(spec)) + "\n"  # type: ignore[arg-type]
+    return json.dumps(spec_to_arch(spec, epoch)) + "\n"
+
+
+def _genotype_to_spec_text(source: Path, space: Path | None) -> str:
+    """A BM-NAS Genotype (text or .pkl) as a concrete spec with the settings of `space`."""
+    import mmnasdsl
+    from mmnasdsl.lang.convert import ConvertError
+    from mmnasdsl.lang.format import format_spec
+    from mmnasdsl.lang.genotype import genotype_to_spec, read_genotype, read_genotype_pickle
+
+    if space is None:
+        raise UsageError("converting a Genotype needs --space SPEC (a BM-NAS space)")
+    try:
+        raw = source.read_bytes()
+    except OSError as exc:
+        raise ConvertError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    if source.suffix.lower() == ".pkl":
+        genotype = read_genotype_pickle(raw, str(source))
+    else:
+        genotype = read_genotype(raw.decode("utf-8", errors="replace"), str(source))
+    spec = mmnasdsl.load(space)
+    if spec.kind != "bmnas":
+        raise UsageError(f"--space {space}: a Genotype needs a BM-NAS space (`space bmnas`)")
+    concrete = genotype_to_spec(genotype, spec, str(source))  # type: ignore[arg-type]
+    text = format_spec(
+        concrete, header=f"converted from {source.name} with the settings of {space}"
+    )
+    mmnasdsl.loads(text, f"<{source.name} as spec>")  # the result must be a valid spec
+    return text
 
 
 def register(app: typer.Typer) -> None:

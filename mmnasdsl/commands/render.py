@@ -54,7 +54,7 @@ def render_cmd(
     """Draw specs as MMnas Figure 3 (.svg, .png, .pdf, or .dot without Graphviz installed)."""
     import mmnasdsl
     from mmnasdsl.compile.graph import build_graph
-    from mmnasdsl.render.diagram import output_format, render, theta_for, write
+    from mmnasdsl.render.diagram import DRAWERS, output_format, render, write
     from mmnasdsl.render.plot import history_path, read_history
 
     output_format(output)
@@ -63,7 +63,8 @@ def render_cmd(
     graphs = [build_graph(mmnasdsl.load(path)) for path in paths]
     thetas = None
     if history is not None and theta is not None:
-        thetas = [theta_for(g, history, str(history_path(theta))) for g in graphs]
+        source = str(history_path(theta))
+        thetas = [DRAWERS.get(g.spec.kind).theta_for(g, history, source) for g in graphs]
     out = write(render(graphs, thetas), output)
     typer.echo(f"wrote {out} ({len(graphs)} spec{'s' if len(graphs) != 1 else ''})")
 

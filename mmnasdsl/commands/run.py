@@ -49,6 +49,12 @@ SeedOpt = Annotated[
     typer.Option("--seed", min=0, max=MAX_SEED, help="seed of the split, the order, the paths"),
 ]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue the run in -o exactly")]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision", help="fp32, bf16 (CPU or CUDA) or fp16 (CUDA); overrides the spec's"
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress, warnings only")]
 BatchOpt = Annotated[int | None, typer.Option(help="batch size")]
@@ -304,9 +310,14 @@ def search_cmd(
     patience: Annotated[int | None, typer.Option(help="early-stop patience (epochs)")] = None,
     d_model: Annotated[int | None, typer.Option("--d-model", help="width during search")] = None,
     searcher: Annotated[
-        str, typer.Option(help="oneshot (MMnas), darts (first-order DARTS) or random")
-    ] = "oneshot",
+        str | None,
+        typer.Option(
+            help="oneshot (MMnas), darts (first-order DARTS) or random (default: the spec's "
+            "search { searcher }, else oneshot)"
+        ),
+    ] = None,
     checkpoint_every: CkptOpt = 50,
+    precision: PrecisionOpt = None,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -315,12 +326,14 @@ def search_cmd(
     from mmnasdsl.search import SEARCHERS, SearchJob, run_search
 
     spec = load_spec(spec_path)
+    given = "--searcher" if searcher else f"{spec_path}: search {{ searcher }}"
+    searcher = searcher or search_settings(spec).searcher or "oneshot"
     if searcher not in SEARCHERS:
         try:
             SEARCHERS.get(searcher)
         except KeyError as exc:
             raise UsageError(
-                f"--searcher: {exc.args[0]}; one of {', '.join(SEARCHERS.names())}"
+                f"{given}: {exc.args[0]}; one of {', '.join(SEARCHERS.names())}"
             ) from None
     settings = flag_settings(
         search_settings,
@@ -333,6 +346,7 @@ def search_cmd(
         update_ratio=update_ratio,
         patience=patience,
         d_model=d_model,
+        precision=precision,
     )
     session = run_session(
         spec, spec_path, out, data, resume, device, threads, quiet, "checkpoint.pt"
@@ -368,6 +382,7 @@ def train_cmd(
     batch: BatchOpt = None,
     lr: Annotated[float | None, typer.Option(help="base learning rate")] = None,
     checkpoint_every: CkptOpt = 200,
+    precision: PrecisionOpt = None,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -382,7 +397,9 @@ def train_cmd(
             f"architectures), not one network: run `mmnasdsl search {spec_path}` "
             "and train the arch.mmnas it writes"
         )
-    settings = flag_settings(train_settings, spec, epochs=epochs, batch=batch, lr=lr)
+    settings = flag_settings(
+        train_settings, spec, epochs=epochs, batch=batch, lr=lr, precision=precision
+    )
     session = run_session(spec, spec_path, out, data, resume, device, threads, quiet, "last.pt")
     with session as common:
         job = TrainJob(**common, settings=settings, seed=seed, checkpoint_every=checkpoint_every)

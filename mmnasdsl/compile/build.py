@@ -1,7 +1,8 @@
 """Spec -> nn.Module, dispatched on the spec's space kind (`MODELS`).
 
 For `mmnas`, a `Supernet` for a searchable spec, else a `Network`; a width override
-(`d_model`, the search width) goes through `lang.settings.scaled_settings`.
+(`d_model`, the search width) goes through `lang.settings.scaled_settings`. For `bmnas`,
+a `compile.bmnas.FusionNetwork` (its choice points take routes when the spec searches).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from mmnasdsl.compile.bmnas import build_bmnas
 from mmnasdsl.compile.network import Network
 from mmnasdsl.compile.supernet import Supernet
 from mmnasdsl.lang.registry import Registry
@@ -49,3 +51,6 @@ def build_mmnas(
     settings = scaled_settings(spec, d_model)
     cls = Network if spec.is_concrete else Supernet
     return cls(spec, settings, vocab_size=vocab_size, num_answers=num_answers, glove=glove)
+
+
+MODELS.register("bmnas")(build_bmnas)

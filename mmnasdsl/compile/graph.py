@@ -29,6 +29,7 @@ from typing import Any
 
 import networkx as nx
 
+from mmnasdsl.compile.bmnas_graph import build_bmnas_graph
 from mmnasdsl.heads import Task, build_head, make_task
 from mmnasdsl.lang.registry import Registry
 from mmnasdsl.lang.settings import (
@@ -281,5 +282,7 @@ def build_mmnas_graph(
     """
     return SupernetGraph(spec, vocab_size=vocab_size, num_answers=num_answers, d_model=d_model)
 
+
+GRAPHS.register("bmnas")(build_bmnas_graph)
 
 __all__ = ["DEFAULT_VOCAB", "SupernetGraph", "build_graph", "op_params"]

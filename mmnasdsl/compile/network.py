@@ -21,11 +21,13 @@ per pair.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from mmnasdsl.data.geometry import relation_features
 from mmnasdsl.heads import build_head, catalog, make_task
@@ -34,6 +36,7 @@ from mmnasdsl.lang.settings import (
     ModelSettings,
     ObjectsInput,
     WordsInput,
+    input_settings,
     objects_stream,
     spec_inputs,
     words_stream,
@@ -58,7 +61,11 @@ class WordStem(nn.Module):
     def forward(self, words: Tensor) -> Tensor:
         e = self.embed(words)  # (B, T, e)
         if self.lstm is not None:
-            return self.lstm(e)[0]  # (B, T, d); right padding never reaches a real token
+            # fp32 even under autocast: oneDNN's bf16 LSTM refuses some shapes (no primitive
+            # for 8 -> 16), and 14 steps of it are < 1 % of a step (docs/performance.md)
+            with torch.autocast(e.device.type, enabled=False):
+                out, _ = self.lstm(e.float())
+            return out  # (B, T, d); right padding never reaches a real token
         return self.proj(e)  # (B, T, d)
 
 
@@ -86,17 +93,26 @@ class ObjectStem(nn.Module):
 
 
 class RelationEmbedding(nn.Module):
-    """The shared first layer of RSA's relation MLP: R (B, N, N, 4) -> ReLU(Linear(4 -> r))."""
+    """The shared first layer of RSA's relation MLP: R (B, N, N, 4) -> ReLU(Linear(4 -> r)).
 
-    def __init__(self, relation_dim: int) -> None:
+    R comes from the batch (the collate computes it with the spec's box convention), or,
+    for a batch without it, from the boxes in the same `convention`, so both paths give
+    the same function.
+    """
+
+    def __init__(self, relation_dim: int, convention: str = "pixel") -> None:
         super().__init__()
         self.fc = nn.Linear(4, relation_dim)
+        self.convention = convention
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:  # -> (B, N, N, relation_dim)
         rel = batch.get("relations")
         if rel is None:
-            rel = relation_features(batch["boxes"])
+            rel = relation_features(batch["boxes"], self.convention)
         return torch.relu(self.fc(rel))
+
+    def extra_repr(self) -> str:
+        return f"box_convention={self.convention}"
 
 
 def input_mask(batch: dict[str, Tensor], key: str) -> Tensor:
@@ -122,8 +138,27 @@ def needs_relations(spec: Spec) -> bool:
     return "relations" in catalog().spec_needs(spec)
 
 
+def relation_convention(spec: Spec) -> str | None:
+    """How this spec's batches measure boxes for R (`objects(box_convention)`), or None
+    when no block reads R: what the loaders' `relations` argument takes."""
+    if not needs_relations(spec):
+        return None
+    name = objects_stream(spec)
+    if name is None:
+        return None
+    return input_settings(spec, name).box_convention  # type: ignore[union-attr]
+
+
 class Network(nn.Module):
-    """A concrete spec's network: stems, one op per block, the task head."""
+    """A concrete spec's network: stems, one op per block, the task head.
+
+    `checkpoint = True` (`train { checkpoint = true }`) runs each block under
+    `torch.utils.checkpoint`: only its input is kept for the backward, which recomputes
+    the rest (dropout masks included, from the saved RNG state), trading about a third
+    more compute for the activation memory of every block but the one being recomputed.
+    """
+
+    checkpoint: bool = False
 
     def __init__(
         self,
@@ -145,7 +180,10 @@ class Network(nn.Module):
         self.stems = nn.ModuleDict(
             {name: make_stem(cfg, d, vocab_size, glove) for name, cfg in spec_inputs(spec).items()}
         )
-        self.relation = RelationEmbedding(settings.relation_dim) if needs_relations(spec) else None
+        convention = relation_convention(spec)
+        self.relation = (
+            RelationEmbedding(settings.relation_dim, convention) if convention is not None else None
+        )
         self.blocks = nn.ModuleList(self.make_block(b) for b in self.block_specs)
         self.task = make_task(spec, num_answers)
         self.head = build_head(self.task, settings)
@@ -186,8 +224,9 @@ class Network(nn.Module):
         ctx = BlockContext(mask=mask)
         for run in self.runs:
             if run.stream == name:
+                self.prepare(run.blocks, ctx)
                 for i in run.blocks:
-                    x = self.blocks[i](x, ctx)
+                    x = self.run_block(self.blocks[i], x, ctx)
         return x, mask
 
     def forward(
@@ -201,7 +240,7 @@ class Network(nn.Module):
         states, masks = self.stream_inputs(batch, skip=skip)
         if skip is not None and words is not None:
             states[skip], masks[skip] = words
-        relation = self.relation(batch) if self.relation is not None else None
+        relation = self.relation(batch) if self.relation_needed() else None
         for run in self.runs:
             if run.stream == skip:
                 continue
@@ -211,12 +250,42 @@ class Network(nn.Module):
                 guide_mask=masks.get(run.guide or ""),
                 relation=relation if run.stream == self.objects else None,
             )
+            self.prepare(run.blocks, ctx)
             x = states[run.stream]
             for i in run.blocks:
-                x = self.blocks[i](x, ctx)  # (B, n, d)
+                x = self.run_block(self.blocks[i], x, ctx)  # (B, n, d)
             states[run.stream] = x
         w, o = self.words, self.objects
         return self.head(states[w], masks[w], states[o], masks[o], batch)
+
+    def running_ops(self) -> list[nn.Module]:
+        """Every op block the next forward runs (with or without autograd)."""
+        return list(self.blocks)
+
+    def relation_needed(self) -> bool:
+        """Whether the next forward runs an op that reads the relation features: a path
+        without RSA skips the (B, n, n, r) relation layer and its gradient."""
+        if self.relation is None:
+            return False
+        return any("relations" in b.op.needs for b in self.running_ops())
+
+    def live_ops(self, indices: Sequence[int]) -> list[nn.Module]:
+        """The op blocks among blocks `indices` that the next forward runs with autograd."""
+        return [self.blocks[i] for i in indices]
+
+    def prepare(self, indices: Sequence[int], ctx: BlockContext) -> None:
+        """Each op's shared work for a run, once, over its live blocks (`Op.prepare`)."""
+        by_op: dict[Any, list[nn.Module]] = {}
+        for block in self.live_ops(indices):
+            by_op.setdefault(block.op, []).append(block)
+        for op, blocks in by_op.items():
+            op.prepare(blocks, ctx)
+
+    def run_block(self, block: nn.Module, x: Tensor, ctx: BlockContext) -> Tensor:
+        """One block, checkpointed when asked and when a backward may follow."""
+        if self.checkpoint and torch.is_grad_enabled():
+            return checkpoint(block, x, ctx, use_reentrant=False)
+        return block(x, ctx)
 
     def forward_sharing_words(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """`forward(batch)` with the word stream run once per distinct sentence of the batch

@@ -85,6 +85,17 @@ class Supernet(Network):
     def make_block(self, block: Block) -> nn.Module:
         return MixedBlock(block.choices, self.settings)
 
+    def running_ops(self) -> list[nn.Module]:
+        return [b.candidates[leg.index] for b in self.mixed for leg in b.route]
+
+    def live_ops(self, indices: Sequence[int]) -> list[nn.Module]:
+        """The candidates on legs with autograd (an idle leg computes its own, no_grad)."""
+        live = []
+        for i in indices:
+            b = self.mixed[i]
+            live.extend(b.candidates[leg.index] for leg in b.route if leg.grad)
+        return live
+
     @property
     def mixed(self) -> list[MixedBlock]:
         return list(self.blocks)  # type: ignore[arg-type]

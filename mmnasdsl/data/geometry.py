@@ -1,6 +1,11 @@
 """Box geometry shared by the loader, the RSA op, the VG head and the metrics.
 
-Boxes are (x1, y1, x2, y2) in pixels, continuous convention (w = x2 - x1).
+Boxes are (x1, y1, x2, y2) in pixels, as the detector gives them. Two conventions measure
+a box's size: *pixel* (w = x2 - x1 + 1: x2 is the index of the last pixel, as in the
+reference implementation's loader and Faster R-CNN) and *continuous* (w = x2 - x1). The
+relation features take either (`objects(box_convention = ...)`, default pixel, so a
+spec computes the reference's function); the VG deltas, IoU and clipping below are
+continuous.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ import torch
 from torch import Tensor
 
 DELTA_STD = (0.1, 0.1, 0.2, 0.2)  # Fast R-CNN delta normalisation (REFERENCE.md, VG)
+BOX_CONVENTIONS = ("pixel", "continuous")  # what `relation_features` accepts; pixel first
 
 
 def _centre_size(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -17,15 +23,23 @@ def _centre_size(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return boxes[..., 0] + 0.5 * w, boxes[..., 1] + 0.5 * h, w, h
 
 
-def relation_features(boxes: Tensor) -> Tensor:
+def relation_features(boxes: Tensor, convention: str = "pixel") -> Tensor:
     """(B, n, 4) boxes -> (B, n, n, 4) relation features R (paper §3.1, RSA).
 
     R[b, i, j] = [log max(|cx_i-cx_j|/w_i, 1e-3), log max(|cy_i-cy_j|/h_i, 1e-3),
-    log(w_i/w_j), log(h_i/h_j)]: the reference's orientation (the paper's footnote
-    writes the size ratios the other way round). Padded boxes give finite values; the
-    attention masks keep them out of every result.
+    log(w_i/w_j), log(h_i/h_j)] with cx = (x1 + x2) / 2: the reference loader's order and
+    orientation (the paper's footnote writes the size ratios the other way round).
+    `convention` "pixel" takes w = x2 - x1 + 1 as the reference does (its released
+    weights expect it: without the +1 its logits move by ~5e-3); "continuous" takes
+    w = x2 - x1. Sizes are floored at 1e-3 so that degenerate boxes stay finite; padded
+    boxes give finite values, and the attention masks keep them out of every result.
     """
-    cx, cy, w, h = _centre_size(boxes)
+    if convention not in BOX_CONVENTIONS:
+        raise ValueError(f"box convention {convention!r} is not one of {BOX_CONVENTIONS}")
+    extra = 1.0 if convention == "pixel" else 0.0
+    cx, cy = (boxes[..., 0] + boxes[..., 2]) * 0.5, (boxes[..., 1] + boxes[..., 3]) * 0.5
+    w = (boxes[..., 2] - boxes[..., 0] + extra).clamp(min=1e-3)
+    h = (boxes[..., 3] - boxes[..., 1] + extra).clamp(min=1e-3)
     dx = (cx[..., :, None] - cx[..., None, :]).abs() / w[..., :, None]
     dy = (cy[..., :, None] - cy[..., None, :]).abs() / h[..., :, None]
     dw = w[..., :, None] / w[..., None, :]

@@ -25,13 +25,23 @@ ANSWER_TYPES = ("yes/no", "number", "other")
 
 
 class DataKind:
-    """Base of the data kinds: a task's store datasets, item fields and batch fields."""
+    """Base of the data kinds: a task's store datasets, item fields and batch fields.
+
+    Most kinds extend the image/text store (docs/data-format.md). A kind with a layout of
+    its own (`own_layout`, BM-NAS's taps: `data/taps.py`) checks the whole file in `check`,
+    opens its splits in `open` and batches whole items in `collate`.
+    """
 
     name: ClassVar[str] = ""
     keys: ClassVar[dict[str, Shape]] = {}
     dtypes: ClassVar[dict[str, str]] = {}  # key -> "int", "float" or "str", checked on open
     decoded: ClassVar[tuple[str, ...]] = ()  # small string datasets read whole: UTF-8 checked
     finite_keys: ClassVar[tuple[str, ...]] = ()  # float datasets checked for NaN/inf on open
+    own_layout: ClassVar[bool] = False  # True: not an image/text store at all
+
+    def open(self, path: Any, spec: Any = None) -> Any:
+        """A split of a store of this kind as a torch Dataset (own layouts only)."""
+        raise NotImplementedError
 
     def check(self, f: h5py.File, name: str, n_text: int) -> None:
         """Lengths and ranges of the kind's datasets; DataError on the first fault."""

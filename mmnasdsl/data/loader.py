@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mmnasdsl.data.geometry import relation_features
+from mmnasdsl.data.geometry import BOX_CONVENTIONS, relation_features
 from mmnasdsl.data.kinds import DataKind, get_kind
 from mmnasdsl.data.store import H5_ERRORS, attr_str, open_store
 from mmnasdsl.lang.errors import DataError
@@ -216,9 +216,19 @@ class PairDataset(Dataset):
 # ------------------------------------------------------------------------------- collate
 
 
-def collate(items: list[Item], kind: DataKind, relations: bool = True) -> dict[str, torch.Tensor]:
+def collate(
+    items: list[Item], kind: DataKind, relations: bool | str | None = True
+) -> dict[str, torch.Tensor]:
     """Pad to the batch's longest sentence and largest object count; masks; R; the kind's
-    label fields."""
+    label fields. A kind with a layout of its own batches its items itself.
+
+    Args:
+        relations: whether to add R and how it measures boxes: a box convention
+            ("pixel", "continuous"; the spec's `objects(box_convention)`), True for the
+            default (pixel), False or None for no R.
+    """
+    if kind.own_layout:
+        return kind.collate(items)
     b = len(items)
     n_words = np.array([len(it["words"]) for it in items])
     n_obj = np.array([len(it["objects"]) for it in items])
@@ -239,10 +249,18 @@ def collate(items: list[Item], kind: DataKind, relations: bool = True) -> dict[s
         "image_size": torch.from_numpy(np.stack([it["image_size"] for it in items])).float(),
         "index": torch.tensor([it["index"] for it in items], dtype=torch.int64),
     }
-    if relations:
-        batch["relations"] = relation_features(batch["boxes"])
+    convention = box_convention(relations)
+    if convention is not None:
+        batch["relations"] = relation_features(batch["boxes"], convention)
     batch.update(kind.collate(items))
     return batch
+
+
+def box_convention(relations: bool | str | None) -> str | None:
+    """The `relations` argument of `collate` as a box convention, or None for no R."""
+    if relations is None or relations is False:
+        return None
+    return BOX_CONVENTIONS[0] if relations is True else str(relations)
 
 
 # ------------------------------------------------------------------------------ batching
@@ -297,7 +315,7 @@ def make_loader(
     shuffle: bool,
     seed: int,
     indices: Sequence[int] | None = None,
-    relations: bool = True,
+    relations: bool | str | None = True,
     bucket: bool = False,
     num_workers: int = 0,
     drop_last: bool = False,
@@ -306,7 +324,8 @@ def make_loader(
 
     Args:
         shuffle: a new order each epoch, drawn from (seed, epoch): reproducible runs.
-        relations: add `relations` (B, N, N, 4) computed from the padded boxes.
+        relations: add `relations` (B, N, N, 4) computed from the padded boxes, in this
+            box convention ("pixel", "continuous"; True = pixel); False: no R.
         bucket: group samples of similar object count into batches (less padding).
     """
     rows = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)

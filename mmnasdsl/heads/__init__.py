@@ -1,4 +1,5 @@
-"""Heads: the task registry (vqa.py, itm.py, vg.py), one torch-free file per task.
+"""Heads: the task registry (vqa.py, itm.py, vg.py; classify.py for BM-NAS spaces), one
+torch-free file per task.
 
 A task owns its head network, loss, predictions, metric, evaluation and per-epoch training
 data (`_task.Task`); `_layers.py` holds the torch modules they share (AttFlat, fusion, the
@@ -7,7 +8,7 @@ registers the three tasks without importing torch; plug-ins arrive through the
 entry-point group `mmnasdsl.heads`.
 """
 
-from mmnasdsl.heads import itm, vg, vqa  # noqa: F401  (registers the tasks)
+from mmnasdsl.heads import classify, itm, vg, vqa  # noqa: F401  (registers the tasks)
 from mmnasdsl.heads._task import (
     HEADS,
     EpochData,
@@ -57,6 +58,6 @@ def catalog() -> Catalog:
     It lives here because heads are the lowest stage that sees both registries; the
     package facade re-exports it as `mmnasdsl.catalog()`.
     """
-    from mmnasdsl.ops import OPS
+    from mmnasdsl.ops import FUSION_OPS, OPS
 
-    return Catalog(ops=OPS, heads=HEADS)
+    return Catalog(ops=OPS, heads=HEADS, fusion=FUSION_OPS)

@@ -28,6 +28,10 @@ class HeadModule(DescribedModule):
     ) -> dict[str, Tensor]:
         return self.task.forward(self, x, x_mask, y, y_mask, batch)
 
+    def fused(self, z: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The head over a BM-NAS network's concatenated cells (`Task.fuse`)."""
+        return self.task.fuse(self, z, batch)
+
     def loss(self, out: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
         return self.task.loss(out, batch)
 

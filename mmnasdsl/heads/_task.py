@@ -4,7 +4,8 @@ A task (VQA, ITM, VG; paper §3.3) is a torch-free descriptor registered by name
 `head NAME(...)` picks it. It owns everything that differs between tasks:
 
 - the head network: `layers(settings)` (modules; torch imported inside) and `forward(m, x,
-  x_mask, y, y_mask, batch)`, which the compiler wraps into one module (`_layers.HeadModule`);
+  x_mask, y, y_mask, batch)` over the MMnas streams, or `fuse(m, z, batch)` over a BM-NAS
+  network's fused cells, which the compiler wraps into one module (`_layers.HeadModule`);
 - `loss(out, batch)`, `predict(out, batch)` and `batch_fields`, the label keys the loss reads;
 - `metric` (the validation metric that picks best.pt, higher is better) and
   `evaluate(runner, dataset, rows)`, the metrics and the predictions file of a split;
@@ -114,6 +115,11 @@ class Task:
         self, m: Any, x: Tensor, x_mask: Tensor, y: Tensor, y_mask: Tensor, batch: Batch
     ) -> dict[str, Tensor]:
         """Final word stream x (B, T, d) and object stream y (B, N, d) -> outputs."""
+        raise NotImplementedError
+
+    def fuse(self, m: Any, z: Tensor, batch: Batch) -> dict[str, Tensor]:
+        """The head of a fusion-cell space (BM-NAS, `requires = ("taps",)`): z (B, m·C, L) is
+        the concatenation of the network's last m cell outputs -> outputs."""
         raise NotImplementedError
 
     def loss(self, out: dict[str, Tensor], batch: Batch) -> Tensor:

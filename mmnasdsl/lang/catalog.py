@@ -12,7 +12,7 @@ loads torch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
@@ -35,10 +35,12 @@ class HeadInfo(Protocol):
 
 @dataclass(frozen=True)
 class Catalog:
-    """The ops and heads a spec may name (registries, or plain dicts in tests)."""
+    """The ops and heads a spec may name (registries, or plain dicts in tests); `fusion`:
+    the two-input fusion ops of BM-NAS cells (`ops.fusion`)."""
 
     ops: Mapping[str, Any]
     heads: Mapping[str, Any]
+    fusion: Mapping[str, Any] = field(default_factory=dict)
 
     def spec_needs(self, spec: Spec) -> frozenset[str]:
         """Everything some candidate op of the spec reads besides its stream: the one

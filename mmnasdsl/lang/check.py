@@ -558,7 +558,8 @@ class Checker:
     ) -> None:
         loc = err.get("loc", ())
         key = str(loc[0]) if loc else None
-        opt = _find(opts, key) if key else _find_any(opts, _RELATED.get(schema, ()))
+        related = _RELATED.get(schema) or getattr(schema, "related", ())
+        opt = _find(opts, key) if key else _find_any(opts, related)
         if err["type"] == "extra_forbidden" and key is not None:
             fields = [f for f in schema.model_fields if f not in ("kind", "source")]
             self.error(
@@ -577,7 +578,8 @@ class Checker:
         )
 
 
-# Which options a whole-model validation error is about (for its position).
+# Which options a whole-model validation error is about (for its position); a schema may
+# also say so itself (`related`, and `hint` for what was expected: lang/bmnas_settings.py).
 _RELATED: dict[type[BaseModel], tuple[str, ...]] = {
     ModelSettings: ("heads", "head_dim", "d_model"),
 }
@@ -628,7 +630,8 @@ def validation_message(exc: ValidationError, names: dict[str, str] | None = None
 def _expected_for(schema: type[BaseModel], key: str | None) -> str:
     field = schema.model_fields.get(key) if key else None
     if field is None:
-        return _WHOLE_HINTS.get(schema, f"expected valid {schema.__name__} options")
+        hint = _WHOLE_HINTS.get(schema) or getattr(schema, "hint", None)
+        return hint or f"expected valid {schema.__name__} options"
     desc = f" ({field.description})" if field.description else ""
     return f"expected {key} = {describe_type(field.annotation)}{desc}"
 
@@ -641,8 +644,10 @@ def describe_type(annotation: Any) -> str:
     if origin in (Union, UnionType):
         return " or ".join(describe_type(a) for a in args if a is not type(None))
     if origin is tuple:
-        if len(args) == 2 and args[1] is not Ellipsis:
+        if args == (int, int):
             return "a ratio like 4:1"
+        if len(args) == 2 and args[1] is not Ellipsis:
+            return "a list of two names like [a, b]"
         return "a list like [10, 12]"
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     if annotation in names:

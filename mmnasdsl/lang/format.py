@@ -21,6 +21,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from mmnasdsl.lang.bmnas_spec import CellDecl, OpCall, StepItem, StepRepeat, TapsDecl
 from mmnasdsl.lang.spec import (
     Arg,
     Call,
@@ -126,6 +127,21 @@ def format_items(items: tuple[Item, ...]) -> str:
     return " ".join(format_item(i) for i in items)
 
 
+def format_step(step: StepItem) -> str:
+    """A BM-NAS cell's step: `fusion`, `Sum | ConcatFC`, `LinearGLU(x, s1)`, `fusion * 2`."""
+    if isinstance(step, StepRepeat):
+        return f"{format_step(step.step)} * {step.count}"
+    if isinstance(step, OpCall):
+        return f"{step.name}({step.x}, {step.y})"
+    return format_item(step)
+
+
+def format_cell(cell: CellDecl) -> str:
+    """`cell c1 = fusion * 2`, `cell c1(a2, b0, concat = 1) = LinearGLU(x, y) Sum(s1, x)`."""
+    args = f"({', '.join(format_arg(a) for a in cell.args)})" if cell.args else ""
+    return f"cell {cell.name}{args} = " + " ".join(format_step(s) for s in cell.body)
+
+
 # -------------------------------------------------------------------------- statements
 
 
@@ -137,6 +153,10 @@ def _stmt_head(stmt: Any) -> str:
         return f"model {stmt.name} {{"
     if isinstance(stmt, SectionDecl):
         return f"{stmt.kind} {{"
+    if isinstance(stmt, TapsDecl):
+        return f"input {stmt.name} {{"
+    if isinstance(stmt, CellDecl):
+        return format_cell(stmt)
     if isinstance(stmt, InputDecl):
         return f"input {stmt.name} = {format_call(stmt.source)}"
     if isinstance(stmt, PoolDecl):
@@ -197,8 +217,13 @@ class _Comments:
         return out
 
 
-def _section_lines(stmt: ModelDecl | SectionDecl, comments: _Comments) -> list[str]:
-    """`model m {` / one indented option per line / `}` with their comments."""
+# Statements written as a `{ ... }` block of one option per line.
+_BLOCKS = (ModelDecl, SectionDecl, TapsDecl)
+
+
+def _section_lines(stmt: ModelDecl | SectionDecl | TapsDecl, comments: _Comments) -> list[str]:
+    """`model m {` / one indented option per line / `}` with their comments (also a BM-NAS
+    `input a {` of taps)."""
     options = stmt.options
     first_line = stmt.span.line
     if not options:
@@ -217,7 +242,9 @@ def _section_lines(stmt: ModelDecl | SectionDecl, comments: _Comments) -> list[s
     return lines
 
 
-def _empty_section_lines(stmt: ModelDecl | SectionDecl, comments: _Comments) -> list[str]:
+def _empty_section_lines(
+    stmt: ModelDecl | SectionDecl | TapsDecl, comments: _Comments
+) -> list[str]:
     """`search {}`, or the braces on their own lines when comments sit inside them."""
     if not stmt.span.line:
         return [_stmt_head(stmt) + "}"]
@@ -236,7 +263,7 @@ def _alone(stmt: Any, options: tuple[Option, ...]) -> bool:
 def _statement_lines(stmt: Any, comments: _Comments, owns_line_end: bool) -> list[str]:
     """The statement's lines; `owns_line_end` when no other statement follows on its last
     line, so a comment ending that line is this statement's."""
-    if isinstance(stmt, (ModelDecl, SectionDecl)):
+    if isinstance(stmt, _BLOCKS):
         lines = _section_lines(stmt, comments)
     elif not stmt.span.line:
         return [_stmt_head(stmt)]

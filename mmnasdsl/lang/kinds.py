@@ -7,7 +7,8 @@ kind compiles to, how it is searched and drawn is registered by those stages und
 same name (`compile.build`, `search.space`, `render.diagram`).
 
 A kind is registered with `register_kind(SpaceKind(...))` from its language module
-(`lang/mmnas.py` for the built-in kind), or by an entry point of the group `mmnasdsl.kinds`.
+(`lang/mmnas.py`, `lang/bmnas.py` for the built-in kinds), or by an entry point of the
+group `mmnasdsl.kinds`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmnasdsl.lang.registry import Registry
-from mmnasdsl.lang.spec import DEFAULT_KIND, Span
+from mmnasdsl.lang.spec import DEFAULT_KIND, Span, Spec
 
 KINDS: Registry[SpaceKind] = Registry("space kind", group="mmnasdsl.kinds")
-BUILTIN = ("mmnasdsl.lang.mmnas",)  # the modules that register the built-in kinds
+BUILTIN = ("mmnasdsl.lang.mmnas", "mmnasdsl.lang.bmnas")  # they register the built-in kinds
 
 # Blank lines and `#` comments, then `space NAME`: the only text read before the grammar.
 _DECLARED = re.compile(r"(?:\s++|#[^\n]*+)*+space\s+([A-Za-z_][A-Za-z0-9_]*)")
@@ -36,6 +37,7 @@ class SpaceKind:
     transformer: type  # a lark Transformer: parse tree -> tuple of statements
     checker: Callable[..., Any]  # (spec, catalog) -> object with run() -> list[Diagnostic]
     doc: str = ""
+    spec_class: type[Spec] = Spec  # what `parse` returns: a kind may add its own lookups
 
 
 def register_kind(kind: SpaceKind) -> SpaceKind:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from mmnasdsl.lang.bmnas_settings import BMNasModel, CellOptions, TapSettings, XorData
 from mmnasdsl.lang.catalog import Catalog
 from mmnasdsl.lang.check import describe_type
 from mmnasdsl.lang.settings import (
@@ -26,6 +27,8 @@ _BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
 
 
 def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
     value = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
     if isinstance(value, BaseModel):  # the embedding
         return f"{value.kind}({value.dim})"  # type: ignore[attr-defined]
@@ -101,6 +104,10 @@ def sections(catalog: Catalog) -> list[tuple[str, type[BaseModel]]]:
         ("`data shapes(...)` and `data h5(...)`", DataSettings),
         ("`search { ... }`", SearchSettings),
         ("`train { ... }`", TrainSettings),
+        ("BM-NAS: `model NAME { ... }`", BMNasModel),
+        ("BM-NAS: `input NAME { TAP = tap(...) }`", TapSettings),
+        ("BM-NAS: `cell NAME(a, b, ...)`", CellOptions),
+        ("BM-NAS: `data xor(...)`", XorData),
     ]
     return out
 

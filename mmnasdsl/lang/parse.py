@@ -105,6 +105,7 @@ def _parser(grammar: str = "mmnas.lark") -> Lark:
     """
     return Lark(
         _grammar(grammar),
+        import_paths=[str(GRAMMARS)],  # a kind's grammar imports values.lark
         parser="lalr",
         lexer="basic",
         propagate_positions=True,
@@ -365,7 +366,7 @@ def parse(text: str, source: str = "<string>") -> Spec:
         diag = Diagnostic(exc.orig_exc.message, exc.orig_exc.span, hint)
         raise SpecError([diag], source=source, text=text) from None
     kept = tuple(Comment(text=str(t).rstrip(), span=_tok_span(t)) for t in comments)
-    return Spec(statements=statements, source=source, comments=kept)
+    return kind.spec_class(statements=statements, source=source, comments=kept)
 
 
 def _kind(text: str, source: str) -> SpaceKind:

@@ -64,8 +64,10 @@ class ModelSettings(Settings):
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout in every op and the heads")
     fused: int | None = Field(None, ge=1, le=MAX_WIDTH, description="fused width d_z (default 2d)")
     bias: bool = Field(False, description="bias on the attention projections (reference: none)")
-    norm: Literal["standard", "reference"] = Field(
-        "standard", description="LayerNorm flavour: torch's, or the reference's (unbiased std)"
+    norm: Literal["reference", "standard"] = Field(
+        "reference",
+        description="LayerNorm: the reference's a·(x−mean)/(std+1e-6)+b with the unbiased std, "
+        "or torch's nn.LayerNorm (biased variance, eps 1e-5 inside the square root)",
     )
     relation_dim: int = Field(
         64, ge=1, le=4096, description="hidden width of the shared relation MLP"
@@ -146,6 +148,11 @@ class ObjectsInput(Settings):
     max: int = Field(100, ge=1, le=4096, description="objects kept per image")
     dim: int = Field(2048, ge=1, le=MAX_WIDTH, description="feature width per object")
     relations: Literal["box4", "none"] = Field("box4", description="relation features for RSA")
+    box_convention: Literal["pixel", "continuous"] = Field(
+        "pixel",
+        description="how the relation features measure a box: pixel (w = x2 − x1 + 1, "
+        "the reference's loader) or continuous (w = x2 − x1)",
+    )
 
 
 InputSettings = WordsInput | ObjectsInput
@@ -180,6 +187,16 @@ class SearchSettings(Settings):
         "all of them (the reference's)",
     )
     clip: float = Field(1.0, gt=0, le=MAX_CLIP, description="gradient-norm clip of W")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="arithmetic of the forward: bf16 (CPU or CUDA) or fp16 (CUDA, with a "
+        "gradient scaler) run the matmuls under torch.autocast; weights stay fp32",
+    )
+    checkpoint: bool = Field(
+        False,
+        description="per-block activation checkpointing: keep only each block's input and "
+        "recompute the rest in the backward (less memory, about a third more compute)",
+    )
     prior: str | tuple[str, ...] | None = Field(
         None,
         description="a concrete net to start θ from: a .mmnas file (relative to this spec), "
@@ -194,6 +211,21 @@ class SearchSettings(Settings):
     )
     temperature_end: float | None = Field(
         None, gt=0, le=100, description="τ at the last search epoch, geometric in between"
+    )
+    alternate: Literal["steps", "epochs"] = Field(
+        "steps",
+        description="steps: a θ step after every update_ratio W steps (MMnas); epochs: a pass "
+        "of W steps over D_m, then a pass of θ steps over D_a, every epoch (BM-NAS)",
+    )
+    searcher: str | None = Field(
+        None,
+        max_length=64,
+        description="the searcher `mmnasdsl search` runs without --searcher (default oneshot)",
+    )
+    keep: Literal["last", "best"] = Field(
+        "last",
+        description="the answer written: the searcher's current one, or the one of the search "
+        "epoch with the best D_a metric (BM-NAS)",
     )
 
     @field_validator("split", mode="before")
@@ -221,6 +253,16 @@ class TrainSettings(Settings):
     )
     decay: float = Field(0.2, gt=0, le=1, description="lr factor at each decay_at epoch")
     clip: float = Field(1.0, gt=0, le=MAX_CLIP, description="gradient-norm clip")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="arithmetic of the forward: bf16 (CPU or CUDA) or fp16 (CUDA, with a "
+        "gradient scaler) run the matmuls under torch.autocast; weights stay fp32",
+    )
+    checkpoint: bool = Field(
+        False,
+        description="per-block activation checkpointing: keep only each block's input and "
+        "recompute the rest in the backward (less memory, about a third more compute)",
+    )
 
 
 class DataSettings(Settings):

@@ -10,6 +10,7 @@ Typed, defaulted views of the option lists (`ModelSettings`, `WordsInput`, ...) 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Union
@@ -325,6 +326,20 @@ class Spec(Node):
         for block in self.blocks():
             size *= len(block.choices)
         return size
+
+    def size_formula(self) -> str:
+        """`2^12*4^18 = 281474976710656`: the product of the block choice counts, exactly."""
+        counts = Counter(len(b.choices) for b in self.blocks() if b.searchable)
+        if not counts:
+            return "1 (concrete)"
+        factors = [f"{k}^{n}" if n > 1 else str(k) for k, n in sorted(counts.items())]
+        size, formula = self.search_space_size(), "*".join(factors)
+        return str(size) if formula == str(size) else f"{formula} = {size}"
+
+    def outline(self) -> str:
+        """`30 blocks (30 searchable)`: what `check` says the spec holds."""
+        blocks = self.blocks()
+        return f"{len(blocks)} blocks ({sum(b.searchable for b in blocks)} searchable)"
 
     def replace_stacks(self, ops: dict[str, list[str]]) -> Spec:
         """A copy whose stacks are the given op lists (by stack kind): the searcher's output.

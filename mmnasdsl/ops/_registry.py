@@ -27,7 +27,7 @@ built, or a class named by an entry point of the group `mmnasdsl.ops`:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mmnasdsl.lang.registry import Registry
@@ -63,6 +63,12 @@ class Op:
         counted on a meta-device build. A formula keeps `info` free of torch."""
         return None
 
+    @staticmethod
+    def prepare(blocks: list[Any], ctx: BlockContext) -> None:
+        """Optional: once per run of a stack, before its blocks, with this op's blocks that
+        will run with autograd (or all of them without): work they share goes into
+        `ctx.shared` (RSA computes every block's score bias in one matmul)."""
+
 
 def norm_params(d: int) -> int:
     """Both LayerNorm flavours have a weight and a bias of width d."""
@@ -97,19 +103,48 @@ def list_ops() -> list[str]:
     return OPS.names()
 
 
+MASKED = -1e9  # added to the attention scores of padded keys (the reference's fill value)
+
+
+def additive_mask(key_mask: Tensor | None) -> Tensor | None:
+    """(B, m) bool -> (B, 1, 1, m) float: 0 on real keys, -1e9 on padded ones."""
+    if key_mask is None:
+        return None
+    import torch  # here, not at the top: importing the registry stays torch-free
+
+    pad = key_mask.new_zeros(key_mask.shape, dtype=torch.float32)
+    return pad.masked_fill(~key_mask, MASKED)[:, None, None, :]
+
+
 @dataclass
 class BlockContext:
     """What a block may read besides its own stream (docs/interfaces.md, "Registries").
 
     mask: (B, n) bool, True = real position. guide: (B, m, d) final output of the guide
     stream, with guide_mask (B, m). relation: (B, n, n, relation_dim), the shared first
-    layer of the relation MLP, computed once per network forward.
+    layer of the relation MLP, computed once per network forward. `shared` holds what an
+    op's `prepare` computed once for all its blocks of a run (RSA: every block's score bias,
+    in one matmul); the additive masks are built on first use and reused by every block.
     """
 
     mask: Tensor | None = None
     guide: Tensor | None = None
     guide_mask: Tensor | None = None
     relation: Tensor | None = None
+    shared: dict[int, Tensor] = field(default_factory=dict)
+    _masks: dict[str, Tensor | None] = field(default_factory=dict, repr=False)
+
+    def key_bias(self) -> Tensor | None:
+        """`mask` as an additive (B, 1, 1, n) float mask, built once per context."""
+        if "own" not in self._masks:
+            self._masks["own"] = additive_mask(self.mask)
+        return self._masks["own"]
+
+    def guide_bias(self) -> Tensor | None:
+        """`guide_mask` as an additive (B, 1, 1, m) float mask, built once per context."""
+        if "guide" not in self._masks:
+            self._masks["guide"] = additive_mask(self.guide_mask)
+        return self._masks["guide"]
 
 
 def build_op(name: str, settings: ModelSettings) -> nn.Module:

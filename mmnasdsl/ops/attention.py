@@ -33,6 +33,14 @@ def attention(s: ModelSettings) -> nn.Module:
     return MultiHeadAttention(s)
 
 
+def relation_mask(r: Tensor, ctx: BlockContext) -> Tensor:
+    """W r (B, n, n, h) -> the additive mask log(max(ReLU(W r), 1e-6)) + key padding,
+    (B, h, n, n): the reference's RSA scores bias (Eq. 6) and its -1e9 on padded keys."""
+    prior = r.relu().clamp(min=1e-6).log().permute(0, 3, 1, 2)
+    pad = ctx.key_bias()
+    return prior if pad is None else prior + pad
+
+
 @register_op("SA")
 class SelfAttention(Op):
     """SA(X) = MHA(X, X, X): each position attends to the real positions of its own stream."""
@@ -43,7 +51,7 @@ class SelfAttention(Op):
 
     @staticmethod
     def transform(m: Any, x: Tensor, ctx: BlockContext) -> Tensor:
-        return m.att(x, x, ctx.mask)
+        return m.att(x, x, attn_mask=ctx.key_bias())
 
     @staticmethod
     def flops(n: int, m: int, s: ModelSettings) -> int:
@@ -68,7 +76,7 @@ class GuidedAttention(Op):
     def transform(m: Any, x: Tensor, ctx: BlockContext) -> Tensor:
         if ctx.guide is None:
             raise ValueError("GA needs a guide stream: declare the stack with (guide = NAME)")
-        return m.att(x, ctx.guide, ctx.guide_mask)
+        return m.att(x, ctx.guide, attn_mask=ctx.guide_bias())
 
     @staticmethod
     def flops(n: int, m: int, s: ModelSettings) -> int:
@@ -107,12 +115,29 @@ class RelationSelfAttention(Op):
         return {"att": attention(s), "rel": rel}
 
     @staticmethod
+    def prepare(blocks: list[Any], ctx: BlockContext) -> None:
+        """Every block's mask log(max(ReLU(W_k r), 1e-6)) + padding in one matmul over the
+        relation tensor: (B, n, n, r) is read once, not once per block, and its gradient
+        is one (B, n, n, r) tensor, not one per block summed (docs/performance.md)."""
+        if ctx.relation is None or not blocks:
+            return
+        import torch
+
+        weight = torch.cat([b.rel.weight for b in blocks])  # (K h, r)
+        bias = torch.cat([b.rel.bias for b in blocks])
+        masks = relation_mask(torch.nn.functional.linear(ctx.relation, weight, bias), ctx)
+        h = blocks[0].rel.out_features
+        for b, mask in zip(blocks, masks.split(h, dim=1), strict=True):
+            ctx.shared[id(b)] = mask  # (B, h, n, n)
+
+    @staticmethod
     def transform(m: Any, x: Tensor, ctx: BlockContext) -> Tensor:
         if ctx.relation is None:
             raise ValueError("RSA needs relation features: an objects input with relations = box4")
-        r = m.rel(ctx.relation).relu()  # (B, n, n, h)
-        bias = r.clamp(min=1e-6).log().permute(0, 3, 1, 2)  # (B, h, n, n)
-        return m.att(x, x, ctx.mask, bias)
+        mask = ctx.shared.get(id(m))
+        if mask is None:  # a block `prepare` did not see (an idle leg without autograd)
+            mask = relation_mask(m.rel(ctx.relation), ctx)
+        return m.att(x, x, attn_mask=mask)
 
     @staticmethod
     def flops(n: int, m: int, s: ModelSettings) -> int:

@@ -37,8 +37,17 @@ from mmnasdsl.lang.spec import Ref, Repeat, compress
 
 Theta = list[list[float]]  # one probability vector per block, in block order
 
-# The paper's four ops keep one colour everywhere (diagrams, legend, plots).
+# The paper's four ops keep one colour everywhere (diagrams, legend, plots); so do BM-NAS's
+# fusion ops and its edge candidates.
 OP_COLOURS = {"SA": "#f6b26b", "GA": "#6fa8dc", "RSA": "#e06666", "FFN": "#93c47d"}
+FUSION_COLOURS = {
+    "Sum": "#ffe599",
+    "ScaleDotAttn": "#9fc5e8",
+    "LinearGLU": "#b6d7a8",
+    "ConcatFC": "#ea9999",
+    "skip": "#666666",
+    "none": "#d9d9d9",
+}
 # Ops a user registers get a colour from here, stably by their place in the registry.
 FALLBACK_PALETTE = (
     "#b4a7d6",
@@ -50,7 +59,13 @@ FALLBACK_PALETTE = (
     "#f9cb9c",
     "#8e7cc3",
 )
-EDGE_COLOURS = {"flow": "#444444", "guide": "#3d85c6", "relations": "#cc0000"}
+EDGE_COLOURS = {
+    "flow": "#444444",
+    "guide": "#3d85c6",
+    "relations": "#cc0000",
+    "pair": "#674ea7",  # BM-NAS: a cell's fused pair
+    "candidate": "#b4a7d6",  # BM-NAS: a state a searched cell may fuse
+}
 FORMATS = (".svg", ".png", ".pdf", ".dot", ".gv")
 INSTALL_HINT = (
     "install Graphviz (Debian/Ubuntu: `apt-get install graphviz`, macOS: `brew install "
@@ -86,6 +101,8 @@ def op_colour(name: str, registry: Sequence[str] | None = None) -> str:
     """
     if name in OP_COLOURS:
         return OP_COLOURS[name]
+    if name in FUSION_COLOURS:
+        return FUSION_COLOURS[name]
     extra = [
         n for n in (registry if registry is not None else registered_ops()) if n not in OP_COLOURS
     ]
@@ -146,7 +163,12 @@ def _plain_label(title: str, subtitle: str | None = None) -> str:
     return f"<{escape(title)}{sub}>"
 
 
-LEGEND_EDGES = {"guide": "⟶ guide stream", "relations": "⟶ relation input"}
+LEGEND_EDGES = {
+    "guide": "⟶ guide stream",
+    "relations": "⟶ relation input",
+    "pair": "⟶ fused pair",
+    "candidate": "⟶ candidate of a searched pair",
+}
 
 
 def legend_label(
@@ -452,15 +474,16 @@ class _Drawer:
             dot.edge(self.nid(u), self.nid(v), **style)
 
 
-# space kind -> the class that adds one graph of that kind as a cluster
+# space kind -> the class that adds one graph of that kind as a cluster; its `theta_for`
+# lines a search's history up with a graph of that kind (`render --theta`)
 DRAWERS: Registry[Any] = Registry("space kind")
 DRAWERS.register("mmnas")(_Drawer)
 
 
 def _ops_drawn(graphs: Sequence[GraphLike], registry: Sequence[str]) -> list[str]:
     """Every op named in the figure: the paper's four first, then in registry order."""
-    seen = {op for gr in graphs for n in _blocks(gr.g) for op in gr.g.nodes[n]["choices"]}
-    order = [*OP_COLOURS, *registry]
+    seen = {op for gr in graphs for _, ops in gr.g.nodes(data="choices") for op in ops or ()}
+    order = [*OP_COLOURS, *FUSION_COLOURS, *registry]
     ranked = sorted(seen, key=lambda op: (order.index(op) if op in order else len(order), op))
     return ranked
 
@@ -474,7 +497,7 @@ def _theta_kind(graphs: Sequence[GraphLike], thetas: list[Theta | None]) -> str:
     shaded = [gr for gr, th in zip(graphs, thetas, strict=True) if th is not None]
     if not shaded:
         return ""
-    many = any(len(gr.g.nodes[n]["choices"]) > 1 for gr in shaded for n in _blocks(gr.g))
+    many = any(len(ch) > 1 for gr in shaded for _, ch in gr.g.nodes(data="choices") if ch)
     return "choices" if many else "ops"
 
 
@@ -497,10 +520,15 @@ def render(
     if len(thetas) != len(graphs):
         raise MmnasError(f"got θ for {len(thetas)} graphs but {len(graphs)} graphs to draw")
     registry = registered_ops()
+    drawers = [DRAWERS.get(getattr(g.spec, "kind", "mmnas")) for g in graphs]
     dot = graphviz.Digraph("mmnas")
     dot.attr(
         rankdir="BT",
-        splines="ortho",
+        # right angles suit columns of blocks; a drawer may need curves (BM-NAS cells, where
+        # Graphviz's orthogonal router fails on some layouts)
+        splines="ortho"
+        if all(getattr(d, "splines", "ortho") == "ortho" for d in drawers)
+        else "spline",
         nodesep="0.25",
         ranksep="0.18",
         fontname="Helvetica",
@@ -514,9 +542,8 @@ def render(
     )
     dot.attr("node", fontname="Helvetica", fontsize="11", margin="0.05,0.03", height="0.3")
     dot.attr("edge", arrowsize="0.7")
-    for k, (graph, th) in enumerate(zip(graphs, thetas, strict=True)):
-        kind = getattr(graph.spec, "kind", "mmnas")
-        DRAWERS.get(kind)(k, graph, th, registry).draw(dot)
+    for k, (drawer, graph, th) in enumerate(zip(drawers, graphs, thetas, strict=True)):
+        drawer(k, graph, th, registry).draw(dot)
     return dot
 
 
@@ -555,6 +582,9 @@ def theta_for(graph: GraphLike, history: dict[str, Any], source: str = "history.
             )
         out.append([float(probs[choices.index(op)]) for op in attrs["choices"]])
     return out
+
+
+_Drawer.theta_for = staticmethod(theta_for)  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------------ output

@@ -129,13 +129,33 @@ def _heatmap_image(
     lines: list[list[tuple[float, float, float]]] = []
     ticks: list[tuple[float, str]] = []
     for i in rows:
-        choices = history["blocks"][i]["choices"]
+        block = history["blocks"][i]
         start = len(lines)
-        for j, op in enumerate(choices):
-            lines.append([_tint_rgb(op_colour(op, registry), e["theta"][i][j]) for e in epochs])
-        ticks.append(((start + len(lines) - 1) / 2, str(history["blocks"][i]["index"] + 1)))
+        for j in _drawn(block):
+            colour = op_colour(block["choices"][j], registry)
+            lines.append([_tint_rgb(colour, e["theta"][i][j]) for e in epochs])
+        ticks.append(((start + len(lines) - 1) / 2, _tick(block)))
         lines.append([(1.0, 1.0, 1.0)] * len(epochs))
     return np.array(lines[:-1]), ticks
+
+
+EDGE = ["none", "skip"]  # a BM-NAS edge: drawn as one row, p(skip)
+
+
+def _drawn(block: dict[str, Any]) -> list[int]:
+    """The candidates drawn as rows: all of a block's, only "skip" of a BM-NAS edge."""
+    return [1] if list(block["choices"]) == EDGE else list(range(len(block["choices"])))
+
+
+def _tick(block: dict[str, Any]) -> str:
+    """A row band's label: the block number, or a named point's name within its stack
+    (BM-NAS: `←a2` for the pair's edge from a2, `s2←s1`, `s2` for step 2's op)."""
+    name = block.get("name")
+    if not name:
+        return str(block["index"] + 1)
+    stack = str(block["stack"])
+    short = name[len(stack) :].lstrip(".") if name.startswith(stack) else name
+    return short.replace("<-", "←") or name
 
 
 def _warmup_end(history: dict[str, Any]) -> int:
@@ -161,7 +181,8 @@ def plot_theta(
         extent=(0.5, n_epochs + 0.5, image.shape[0] - 0.5, -0.5),
     )
     ax.set_yticks([t for t, _ in ticks], [label for _, label in ticks], fontsize=7)
-    ax.set_ylabel(f"{stack} block", fontsize=9)
+    named = any(history["blocks"][i].get("name") for i in rows)
+    ax.set_ylabel(f"{stack} {'choice' if named else 'block'}", fontsize=9)
     ax.set_title(f"θ, {stack}", fontsize=10, loc="left")
     _final_ops(ax, history, rows, ticks, registry)
     ax.set_xticks(_epoch_ticks(history))
@@ -178,23 +199,27 @@ def _final_ops(
     ticks: list[tuple[float, str]],
     registry: list[str],
 ) -> None:
-    """Name each block's most likely op after the last epoch, right of its band."""
+    """Name each block's most likely op after the last epoch, right of its band (a BM-NAS
+    edge: its p(skip))."""
     theta = history["epochs"][-1]["theta"]
     x = len(history["epochs"]) + 0.7
     for i, (y, _) in zip(rows, ticks, strict=True):
         choices = history["blocks"][i]["choices"]
         best = max(range(len(choices)), key=lambda j: theta[i][j])
+        edge = list(choices) == EDGE
+        text = f"{theta[i][1]:.2f}" if edge else choices[best]
+        colour = "#eeeeee" if edge else op_colour(choices[best], registry)
         ax.text(
             x,
             y,
-            choices[best],
+            text,
             fontsize=7,
             va="center",
             ha="left",
             fontweight="bold",
             color="#222222",
             clip_on=False,
-            bbox={"boxstyle": "square,pad=0.15", "lw": 0, "fc": op_colour(choices[best], registry)},
+            bbox={"boxstyle": "square,pad=0.15", "lw": 0, "fc": colour},
         )
 
 
@@ -305,8 +330,7 @@ def plot_history(history: dict[str, Any], title: str | None = None) -> Figure:
     registry = registered_ops()
     stacks = _stacks(history)
     heights = [
-        sum(len(history["blocks"][i]["choices"]) + 1 for i in rows) * 0.12
-        for rows in stacks.values()
+        sum(len(_drawn(history["blocks"][i])) + 1 for i in rows) * 0.12 for rows in stacks.values()
     ]
     heights = [max(h, 1.2) for h in heights] + [1.6, 2.6]
     width = min(max(7.0, 2.5 + 0.3 * len(history["epochs"])), 14.0)
@@ -330,6 +354,13 @@ def plot_history(history: dict[str, Any], title: str | None = None) -> Figure:
 def _title(history: dict[str, Any]) -> str:
     spec = Path(str(history.get("spec", "search"))).name
     n = len(history["epochs"])
+    arch = history["epochs"][-1].get("arch")
+    if isinstance(arch, dict) and "cells" in arch:  # BM-NAS: the derived pairs, not an argmax
+        cells = ", ".join(f"{c['name']}({', '.join(c['inputs'])})" for c in arch["cells"])
+        return (
+            f"search of {spec}: {n} epoch{'s' if n != 1 else ''}; answer {cells}"
+            "\nθ: p(skip) per edge (←state), p(op) per step; darker = more probable"
+        )
     return (
         f"search of {spec}: {n} epoch{'s' if n != 1 else ''} ({_warmup_end(history)} warm-up)"
         "\nθ: one row per candidate op, darker = more probable; right: the argmax"

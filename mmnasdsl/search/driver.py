@@ -6,16 +6,18 @@ The training split is shuffled (seeded) and cut into D_m (weights W) and D_a
 - warm-up, T_w epochs: per D_m batch, one W update on the searcher's warm-up routes
   (Algorithm 1: a uniformly sampled path);
 - search, T_j epochs: per D_m batch, one W update on the searcher's routes; after every u
-  of them, for a learning searcher, one θ update on a D_a batch (`Searcher.learn`).
+  of them, for a learning searcher, one θ update on a D_a batch (`Searcher.learn`). With
+  `search { alternate = epochs }` (BM-NAS), the epoch's W updates come first, then one θ
+  update per D_a batch.
 
 W uses Adam(0.9, 0.98, eps 1e-9), lr 1/4, 2/4, 3/4 of base over the first three epochs,
 grad-norm clip; the searcher says how a step runs and how θ learns (`search.oneshot`:
 sampled paths and ProxylessNAS gates; `search.darts`: a weighted mixture).
 
 After every epoch: the searcher's candidate is scored on D_a (the task metric) and its
-answer written as RUNDIR/arch.mmnas; RUNDIR/history.json and RUNDIR/checkpoint.pt are
-updated. The search stops early once the answer has stayed the same for `patience`
-search epochs.
+answer written as RUNDIR/arch.mmnas (`keep = best`, BM-NAS: the best-scored candidate of
+the search epochs instead); RUNDIR/history.json and RUNDIR/checkpoint.pt are updated. The
+search stops early once the answer has stayed the same for `patience` search epochs.
 
 Exact resume: the data order, the sampled paths and the dropout masks are pure functions
 of (seed, epoch, step) (`runs.step_seed`), so a checkpoint needs only the weights, the
@@ -25,9 +27,11 @@ step and resumed replays the same steps and ends with the same θ, metrics and a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +48,7 @@ from mmnasdsl.lang.format import format_spec
 from mmnasdsl.lang.settings import SearchSettings
 from mmnasdsl.lang.spec import Spec
 from mmnasdsl.search.base import SEARCHERS, Searcher, ThetaBatch
-from mmnasdsl.search.space import SPACES, SearchSpace, space_of
+from mmnasdsl.search.space import SPACES, Arch, SearchSpace, space_of
 from mmnasdsl.train import distributed, runs
 from mmnasdsl.train.loop import (
     Clock,
@@ -118,14 +122,19 @@ def prior_names(
 
 
 def theta_batch(
-    model: Supernet, batch: dict[str, Tensor], reduce: Callable[[list[Tensor]], None] | None = None
+    model: Supernet,
+    batch: dict[str, Tensor],
+    reduce: Callable[[list[Tensor]], None] | None = None,
+    autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> ThetaBatch:
     """A batch's loss under given routes, through the supernet without DDP wrapping (θ's
-    gradients are averaged over the ranks by `reduce`; W gets none)."""
+    gradients are averaged over the ranks by `reduce`; W gets none). `autocast` is the
+    run's precision context (`train.precision.autocast`), entered around the forward."""
 
     def loss(routes: Sequence[Route]) -> Tensor:
         model.set_routes(routes)
-        return model.loss(model(batch), batch)
+        with autocast():
+            return model.loss(model(batch), batch)
 
     return ThetaBatch(loss) if reduce is None else ThetaBatch(loss, reduce)
 
@@ -160,6 +169,7 @@ class SearchDriver(Loop):
         self.start_from_prior()
         self.searcher.to(job.device)
         self.theta_data: EpochData | None = None
+        self.kept: tuple[float, Arch] | None = None  # keep = best: (D_a metric, candidate)
 
     def start_from_prior(self) -> None:
         """`search { prior = ... }`: α starts from a concrete net (searchers that learn α)."""
@@ -221,29 +231,51 @@ class SearchDriver(Loop):
     def step(self, batch: dict[str, Tensor]) -> float:
         warmup = self.warmup(self.state.epoch)
         self.supernet.set_routes(self.searcher.w_routes(self._gen(SEED_ARCH), warmup))
-        return w_step(self.net, batch, self.opt, self.s.clip)
+        return w_step(self.net, batch, self.opt, self.s.clip, self.amp)
+
+    def learns(self, epoch: int) -> bool:
+        return self.searcher.learns and not self.warmup(epoch)
 
     def after_step(self) -> None:
         st = self.state
-        learns = self.searcher.learns and not self.warmup(st.epoch)
-        if learns and st.step % self.s.update_ratio == 0:
-            self.theta_step(st.step // self.s.update_ratio - 1)
+        steps = self.s.alternate == "steps" and self.learns(st.epoch)
+        if steps and st.step % self.s.update_ratio == 0:
+            self.theta_step(st.step // self.s.update_ratio - 1, st.step)
 
-    def theta_step(self, k: int) -> None:
-        """The k-th θ step of the epoch, on D_a batch k (cycling when D_a is short)."""
+    def train_epoch(self, epoch: int) -> None:
+        """The epoch's W steps; with `alternate = epochs` (BM-NAS), then a θ step on every
+        D_a batch in order."""
+        super().train_epoch(epoch)
+        if self.s.alternate == "epochs" and self.learns(epoch):
+            self.theta_pass(epoch)
+
+    def theta_pass(self, epoch: int) -> None:
+        assert self.theta_data is not None
+        st, clock = self.state, Clock()
+        n = len(self.theta_data.batches)
+        self.job.reporter.start(f"θ pass {epoch + 1}/{self.total_epochs}", n)
+        for k in range(n):
+            self.theta_step(k, st.step + 1 + k)  # seeded after the epoch's W steps
+            self.job.reporter.advance(self.s.batch, **self.running())
+        clock.lap(st.sums)
+
+    def theta_step(self, k: int, at: int) -> None:
+        """The k-th θ step of the epoch, on D_a batch k (cycling when D_a is short); its
+        generator and dropout are seeded by its place `at` in the epoch."""
         assert self.theta_data is not None
         data, st = self.theta_data, self.state
         batch = next(self.batches(data.dataset, [data.batches[k % len(data.batches)]]))
         gen = device_generator(
-            self.job.device, runs.step_seed(self.job.seed, st.epoch, st.step, SEED_THETA)
+            self.job.device, runs.step_seed(self.job.seed, st.epoch, at, SEED_THETA)
         )
-        seed_step(self.job.seed + 1, st.epoch, st.step, self.job.dist)
+        seed_step(self.job.seed + 1, st.epoch, at, self.job.dist)
         st.add("theta", self.searcher.learn(self.theta_batch(batch), gen))
 
     def theta_batch(self, batch: dict[str, Tensor]) -> ThetaBatch:
         """θ's view of a D_a batch, its gradients averaged over the ranks."""
         dist = self.job.dist
-        return theta_batch(self.supernet, batch, lambda g: distributed.all_reduce_mean(g, dist))
+        reduce = lambda g: distributed.all_reduce_mean(g, dist)  # noqa: E731
+        return theta_batch(self.supernet, batch, reduce, self.amp.autocast)
 
     def end_epoch(self, epoch: int) -> None:
         """Score the candidate on D_a, record the epoch, write the run files, early stop."""
@@ -252,8 +284,11 @@ class SearchDriver(Loop):
         self.supernet.set_arch(candidate)
         metric = float(self.evaluate(self.train_set, self.d_a)[self.task.metric])
         self.searcher.feedback(candidate, metric)
+        better = self.kept is None or metric >= self.kept[0]  # ties: the later, longer searched
+        if self.s.keep == "best" and not self.warmup(epoch) and better:
+            self.kept = (metric, list(candidate))
         clock.lap(st.sums)
-        record = self.epoch_record(epoch, metric)
+        record = self.epoch_record(epoch, metric, candidate)
         if st.history and not self.warmup(epoch):
             same = record["arch"] == st.history[-1]["arch"]
             st.unchanged = st.unchanged + 1 if same else 0
@@ -266,9 +301,21 @@ class SearchDriver(Loop):
         self.write_outputs(record)  # before the checkpoint: a kill in between replays the epoch
         self.save()
 
-    def epoch_record(self, epoch: int, metric: float) -> dict[str, Any]:
+    def picks(self) -> str:
+        """What the answer is, for the arch.mmnas header and the log."""
+        return "best-scored" if self.s.keep == "best" else self.searcher.picks
+
+    def answer(self) -> Arch:
+        """What the run writes: the searcher's answer, or (`keep = best`) the candidate of the
+        search epoch with the best D_a metric so far."""
+        if self.s.keep == "best" and self.kept is not None:
+            return self.kept[1]
+        return self.searcher.best()
+
+    def epoch_record(self, epoch: int, metric: float, candidate: Arch) -> dict[str, Any]:
         """One entry of history.json's "epochs" (docs/interfaces.md)."""
         st = self.state
+        describe = self.space_kind.describe
         return {
             "epoch": epoch + 1,
             "phase": "warmup" if self.warmup(epoch) else "search",
@@ -278,7 +325,8 @@ class SearchDriver(Loop):
             "loss_theta": st.mean("theta"),
             "metric": metric,
             "metric_name": self.task.metric,
-            "arch": self.space_kind.describe(self.job.spec, self.space, self.searcher.best()),
+            "arch": describe(self.job.spec, self.space, self.answer()),
+            "candidate": describe(self.job.spec, self.space, candidate),
             **epoch_times(st.sums),
         }
 
@@ -299,11 +347,11 @@ class SearchDriver(Loop):
         runs.write_json(self.job.run_dir / "history.json", self.history())
 
     def arch_text(self, record: dict[str, Any]) -> str:
-        best = self.searcher.best()
-        concrete = self.space_kind.concrete(self.job.spec, self.space, best)
+        concrete = self.space_kind.concrete(self.job.spec, self.space, self.answer())
         stop = " (final)" if self.state.done else ""
+        picks = self.picks()
         header = (
-            f"# mmnasdsl search ({self.job.searcher}): {self.searcher.picks} architecture after "
+            f"# mmnasdsl search ({self.job.searcher}): {picks} architecture after "
             f"epoch {record['epoch']}/{self.total_epochs}{stop}, {record['phase']} phase\n"
             f"# run: {self.job.run_dir.name}  spec: {self.job.spec.source}  "
             f"seed: {self.job.seed}  D_a {record['metric_name']}: {record['metric']:.2f}\n"
@@ -328,10 +376,13 @@ class SearchDriver(Loop):
         }
 
     def checkpoint_extra(self) -> dict[str, Any]:
-        return {"searcher_state": self.searcher.state_dict()}
+        kept = None if self.kept is None else [self.kept[0], self.kept[1]]
+        return {"searcher_state": self.searcher.state_dict(), "kept": kept}
 
     def load_extra(self, ckpt: dict[str, Any]) -> None:
         self.searcher.load_state_dict(ckpt["searcher_state"])
+        kept = ckpt.get("kept")
+        self.kept = None if kept is None else (float(kept[0]), [int(i) for i in kept[1]])
 
     # -- small helpers -----------------------------------------------------------------------
 
@@ -340,25 +391,23 @@ class SearchDriver(Loop):
         return runs.generator(self.job.seed, st.epoch, st.step if step is None else step, purpose)
 
     def _summary_line(self, r: dict[str, Any]) -> str:
-        described = r["arch"]
-        parts = described.values() if isinstance(described, dict) else [described]
-        arch = " | ".join(" ".join(map(str, ops)) for ops in parts)
+        arch = self.space_kind.brief(r["arch"])
         theta = "" if r["loss_theta"] is None else f" θ loss {r['loss_theta']:.4f}"
         searchable = [h for h, p in zip(r["entropy"], r["theta"], strict=True) if len(p) > 1]
         entropy = sum(searchable) / len(searchable) if searchable else 0.0
         return (
             f"epoch {r['epoch']}/{self.total_epochs} ({r['phase']}): loss {r['loss_w']:.4f}"
             f"{theta}, D_a {r['metric_name']} {r['metric']:.2f}, θ entropy {entropy:.2f}, "
-            f"{r['seconds']:.0f}s; {self.searcher.picks} {arch}"
+            f"{r['seconds']:.0f}s; {self.picks()} {arch}"
         )
 
     def _log_start(self) -> None:
         log.info(
-            "search %s: %d blocks, %s architectures; |D_m| %d, |D_a| %d; warm-up %d + "
+            "search %s: %d choice points, %s architectures; |D_m| %d, |D_a| %d; warm-up %d + "
             "search %d epochs, searcher %s",
             self.job.spec.source,
             len(self.space.points),
-            f"{self.space.size:,}",
+            f"{self.job.spec.search_space_size():,}",
             len(self.d_m),
             len(self.d_a),
             self.s.warmup,

@@ -25,11 +25,12 @@ from mmnasdsl.compile.supernet import Route
 from mmnasdsl.lang.settings import SearchSettings
 from mmnasdsl.search.base import Searcher, ThetaBatch
 from mmnasdsl.search.estimators import Alpha
-from mmnasdsl.search.space import Arch, SearchSpace
+from mmnasdsl.search.space import Arch, SearchSpace, derive
 
 
 class GradientSearcher(Searcher):
-    """A searcher whose answer is argmax α, learnt by gradient steps on D_a batches."""
+    """A searcher whose answer is derived from α (argmax, for MMnas), learnt by gradient
+    steps on D_a batches."""
 
     learns = True
     picks = "argmax"
@@ -94,7 +95,9 @@ class GradientSearcher(Searcher):
         return self.best()
 
     def best(self) -> Arch:
-        return self.alpha.argmax()
+        """The architecture softmax(α) stands for, by the space's kind (`space.derive`: the
+        argmax per point, or BM-NAS's pair selection)."""
+        return derive(self.space, self.alpha.probabilities())
 
     def probabilities(self) -> list[list[float]]:
         return self.alpha.probabilities()

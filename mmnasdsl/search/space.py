@@ -62,15 +62,27 @@ class SearchSpace:
 
 
 class SpaceKindSearch:
-    """What the search needs of a space kind: its choice points, how an architecture reads
-    in history.json, and the concrete spec it writes back."""
+    """What the search needs of a space kind: its choice points, the architecture that the
+    search's probabilities stand for, how an architecture reads in history.json, and the
+    concrete spec it writes back."""
 
     def space(self, spec: Spec) -> SearchSpace:
         raise NotImplementedError
 
+    def derive(self, space: SearchSpace, probabilities: Sequence[Sequence[float]]) -> Arch:
+        """The architecture of these per-point probabilities (a gradient searcher's answer):
+        by default the most likely candidate of every point (ties: the first). A kind whose
+        points are not independent choices derives otherwise (BM-NAS picks pairs)."""
+        return [max(range(len(row)), key=lambda k, r=row: r[k]) for row in probabilities]
+
     def describe(self, spec: Spec, space: SearchSpace, arch: Sequence[int]) -> Any:
         """The architecture as history.json's `arch` (JSON-able)."""
         return space.names(arch)
+
+    def brief(self, described: Any) -> str:
+        """A `describe`d architecture on one line (the search log's epoch summary)."""
+        parts = described.values() if isinstance(described, dict) else [described]
+        return " | ".join(" ".join(map(str, ops)) for ops in parts)
 
     def points_record(self, spec: Spec, space: SearchSpace) -> list[dict[str, Any]]:
         """history.json's `blocks`: one entry per choice point."""
@@ -87,6 +99,11 @@ SPACES: Registry[SpaceKindSearch] = Registry("space kind")
 def space_of(spec: Spec) -> SearchSpace:
     """The search space of a checked spec, by its kind."""
     return SPACES.get(spec.kind).space(spec)
+
+
+def derive(space: SearchSpace, probabilities: Sequence[Sequence[float]]) -> Arch:
+    """The architecture that per-point probabilities stand for, by the space's kind."""
+    return SPACES.get(space.kind).derive(space, probabilities)
 
 
 class MMnasSearch(SpaceKindSearch):

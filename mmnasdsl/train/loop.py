@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from mmnasdsl.compile.network import needs_relations
+from mmnasdsl.compile.network import relation_convention
 from mmnasdsl.data import FeatureDataset, collate, open_split
 from mmnasdsl.heads import EpochData, EpochRequest, Task, get_head
 from mmnasdsl.lang.errors import DataError, UsageError
@@ -37,6 +37,7 @@ from mmnasdsl.lang.format import format_spec
 from mmnasdsl.lang.spec import Spec
 from mmnasdsl.train import distributed, runs
 from mmnasdsl.train.distributed import Dist
+from mmnasdsl.train.precision import Amp
 from mmnasdsl.train.progress import LogReporter, Reporter
 
 log = logging.getLogger("mmnasdsl.train")
@@ -108,7 +109,11 @@ def epoch_batches(
 
 
 def batch_iter(
-    dataset: Dataset, batches: Sequence[Sequence[int]], *, relations: bool, device: torch.device
+    dataset: Dataset,
+    batches: Sequence[Sequence[int]],
+    *,
+    relations: bool | str | None,
+    device: torch.device,
 ) -> Iterator[dict[str, Tensor]]:
     """Collated batches of the given rows, in order, on `device`."""
     loader = DataLoader(
@@ -153,16 +158,20 @@ def seed_step(seed: int, epoch: int, step: int, dist: Dist) -> None:
 
 
 def w_step(
-    net: nn.Module, batch: dict[str, Tensor], opt: torch.optim.Optimizer, clip: float
+    net: nn.Module,
+    batch: dict[str, Tensor],
+    opt: torch.optim.Optimizer,
+    clip: float,
+    amp: Amp | None = None,
 ) -> float:
-    """One update of the weights on a batch: forward, loss, backward, clip, Adam."""
+    """One update of the weights on a batch: forward and loss in the run's precision,
+    backward, clip, Adam."""
+    amp = amp or Amp()
     opt.zero_grad(set_to_none=True)
-    out = net(batch)
-    loss = distributed.unwrap(net).loss(out, batch)
-    loss.backward()
-    params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-    nn.utils.clip_grad_norm_(params, clip)
-    opt.step()
+    with amp.autocast():
+        out = net(batch)
+        loss = distributed.unwrap(net).loss(out, batch)
+    amp.update(loss, opt, clip)
     return loss.item()
 
 
@@ -173,7 +182,7 @@ class NetRunner:
     """The network's outputs on rows of a dataset, in eval mode without gradients: what a
     task scores with (`heads.Runner`), for evaluation and for ITM's hard negatives."""
 
-    def __init__(self, net: nn.Module, device: torch.device, relations: bool) -> None:
+    def __init__(self, net: nn.Module, device: torch.device, relations: bool | str | None) -> None:
         self.net, self.device, self.relations = net, device, relations
 
     def outputs(
@@ -207,7 +216,7 @@ def evaluate(
     *,
     indices: Sequence[int] | None = None,
     device: torch.device,
-    relations: bool,
+    relations: bool | str | None,
     max_images: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The task's metrics on `dataset` (or its rows `indices`) and the predictions file
@@ -278,8 +287,10 @@ class Loop:
         self.train_set: FeatureDataset = open_split(job.data, "train", job.spec)
         torch.manual_seed(job.seed)
         self.model = self.build_model().to(job.device)
+        self.model.checkpoint = bool(getattr(self.s, "checkpoint", False))
+        self.amp = Amp(getattr(self.s, "precision", "fp32"), job.device)
         self.task: Task = self.model.task
-        self.relations = needs_relations(job.spec)
+        self.relations = relation_convention(job.spec)
         self.net = distributed.wrap(self.model, job.dist, job.device)
         self.runner = NetRunner(self.net, job.device, self.relations)
         self.opt = w_optimizer(self.weight_parameters(), self.s.lr)
@@ -312,7 +323,7 @@ class Loop:
 
     def step(self, batch: dict[str, Tensor]) -> float:
         """One training step on a batch; returns the loss (default: one W step)."""
-        return w_step(self.net, batch, self.opt, self.s.clip)
+        return w_step(self.net, batch, self.opt, self.s.clip, self.amp)
 
     def after_step(self) -> None:
         """Hook: after each step (the search's θ steps)."""
@@ -427,6 +438,7 @@ class Loop:
             "spec": format_spec(self.job.spec),
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
+            "scaler": self.amp.state_dict(),
             "state": self.state.as_dict(),
             "rng": runs.rng_state(),
             **self.resume_keys(),
@@ -442,6 +454,7 @@ class Loop:
         try:  # a checkpoint of this run whose contents were damaged or edited
             self.model.load_state_dict(ckpt["model"])
             self.opt.load_state_dict(ckpt["optimizer"])
+            self.amp.load_state_dict(ckpt.get("scaler", {}))
             self.state = State(**ckpt["state"])
             self.load_extra(ckpt)
             runs.resumed(ckpt, self.job.run_dir, log)

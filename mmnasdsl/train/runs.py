@@ -77,6 +77,7 @@ _UNREADABLE = (
     UnicodeDecodeError,
 )
 
+UNREADABLE = _UNREADABLE  # for the readers of other formats (train/weights.py)
 
 # What loading a checkpoint's contents into a model, an optimiser or the RNGs raises when
 # they do not fit (missing keys, wrong shapes or types): a damaged file, not a bug.

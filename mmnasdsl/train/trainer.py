@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mmnasdsl.compile.build import build_model
-from mmnasdsl.compile.network import needs_relations
+from mmnasdsl.compile.network import relation_convention
 from mmnasdsl.data import open_split
 from mmnasdsl.lang.errors import UsageError
 from mmnasdsl.lang.format import format_spec
@@ -150,7 +150,9 @@ def checkpoint_sizes(ckpt: dict[str, Any], checkpoint: Path) -> tuple[int, int]:
     vocab = sizes.get("vocab_size") if isinstance(sizes, dict) else None
     answers = sizes.get("num_answers", 0) if isinstance(sizes, dict) else None
     ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (vocab, answers))
-    if not ok or not (2 <= vocab <= 10**8 and 0 <= answers <= 10**8):  # type: ignore[operator]
+    # vocab 0: a space without words (BM-NAS taps); a words input has at least <pad>, <unk>
+    vocab_ok = ok and (vocab == 0 or 2 <= vocab <= 10**8)  # type: ignore[operator]
+    if not vocab_ok or not 0 <= answers <= 10**8:  # type: ignore[operator]
         raise UsageError(f"{checkpoint}: damaged sizes {sizes!r:.80} (vocab_size, num_answers)")
     return vocab, answers  # type: ignore[return-value]
 
@@ -177,5 +179,5 @@ def evaluate_checkpoint(
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"{checkpoint} does not fit {spec.source}: {reason}") from None
     dataset = open_split(data, split, spec)
-    relations = needs_relations(spec)
+    relations = relation_convention(spec)
     return evaluate(model, dataset, device=device, relations=relations, max_images=max_images)
