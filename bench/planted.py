@@ -16,7 +16,8 @@ per architecture, the gap: the best net without the planted op against the same 
 one decoder block changed to it) are written between markers in docs/planted.md.
 
     nice python bench/planted.py [--task rsa|ga] [--seeds 0,1,2,3,4] [--jobs 2] [--report]
-                                 [--results DIR] [--doc docs/planted.md] [--tiny]
+                                 [--archs sa/sa-rsa,...] [--results DIR] [--doc docs/planted.md]
+                                 [--tiny]
 
 `--tiny` shrinks the worlds, nets and budgets (the tests).
 """
@@ -43,7 +44,7 @@ import mmnasdsl
 from mmnasdsl.data import planted
 from mmnasdsl.lang.format import format_spec
 from mmnasdsl.lang.settings import data_settings, train_settings
-from mmnasdsl.lang.spec import Arg, DataDecl, Spec
+from mmnasdsl.lang.spec import Arg, DataDecl, SectionDecl, Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = {task: ROOT / "specs" / f"planted-{task}.mmnas" for task in planted.TASKS}
@@ -69,9 +70,11 @@ class Space:
         return OP[self.task]
 
     def fingerprint(self) -> str:
-        """What the results depend on: the spec's canonical text (model, data, train budget)
-        and the planted world's version. Seeds are not part of it."""
-        text = format_spec(self.spec.model_copy(update={"comments": ()}))
+        """What a trained net's result depends on: the spec's canonical text (model, data,
+        train budget) without its `search { }` section, and the planted world's version.
+        Seeds are not part of it; nor are the search settings (a fixed net is trained the
+        same whatever they are)."""
+        text = format_spec(without_search(self.spec).model_copy(update={"comments": ()}))
         key = json.dumps({"spec": text, "world": planted.WORLD_VERSION})
         return hashlib.sha1(key.encode()).hexdigest()[:10]
 
@@ -90,6 +93,14 @@ def load_space(task: str, tiny: bool = False) -> Space:
         )
         spec = with_scenes(spec, 40)
     return Space(task, spec, tiny)
+
+
+def without_search(spec: Spec) -> Spec:
+    """The spec without its `search { }` section."""
+    stmts = tuple(
+        s for s in spec.statements if not (isinstance(s, SectionDecl) and s.kind == "search")
+    )
+    return spec.model_copy(update={"statements": stmts})
 
 
 def with_scenes(spec: Spec, scenes: int) -> Spec:
@@ -202,11 +213,23 @@ def execute(space: Space, results: Path, seeds: Sequence[int], args: argparse.Na
         log=lambda m: print(time.strftime("%H:%M:%S"), space.task, m, flush=True),
         session=session,
     )
-    units = [(c, s) for s in seeds for c in cells(space).values()]
+    chosen = select(cells(space), args.archs)
+    units = [(c, s) for s in seeds for c in chosen]
     try:
         return ablation.run_all(runner, units, 1 if args.inprocess else args.jobs)
     finally:
         runner.mark_session()
+
+
+def select(by_key: dict[str, ablation.Cell], keys: str | None) -> list[ablation.Cell]:
+    """The cells named by `--archs` (comma-separated keys like `sa/sa-rsa`; all if None)."""
+    if not keys:
+        return list(by_key.values())
+    wanted = [k.strip() for k in keys.split(",") if k.strip()]
+    unknown = [k for k in wanted if k not in by_key]
+    if unknown:
+        raise SystemExit(f"unknown architecture(s) {', '.join(unknown)}; e.g. {next(iter(by_key))}")
+    return [by_key[k] for k in wanted]
 
 
 # -------------------------------------------------------------------------- reporting
@@ -407,6 +430,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--task", choices=planted.TASKS, action="append", help="default: both")
     p.add_argument("--seeds", help="comma-separated model seeds (default 0,1,2,3,4; --tiny: 0)")
+    p.add_argument(
+        "--archs", help="only these architectures, comma-separated keys like sa/sa-rsa,sa/ga-rsa"
+    )
     p.add_argument("--jobs", type=int, default=2, help="units run at once (1 CPU thread each)")
     p.add_argument("--tiny", action="store_true", help="tiny worlds and nets, one seed (tests)")
     p.add_argument("--results", type=Path, help="results folder (default runs/planted[-tiny])")
