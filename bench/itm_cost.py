@@ -42,6 +42,11 @@ CONFIGS: dict[str, tuple[str, str, int]] = {
         "head itm(negatives_from = 1, candidates = 8, top_k = 2)",
         2000,
     ),
+    "mine-c4": (
+        "ITM, mining every epoch: top 2 of 4 candidates",
+        "head itm(negatives_from = 1, candidates = 4, top_k = 2)",
+        2000,
+    ),
     "mine-c16-plain": (
         "as mine-c16, each pair's words through the word stream (no sharing)",
         "head itm(negatives_from = 1, candidates = 16, top_k = 3)",
@@ -142,8 +147,8 @@ def main() -> None:
             f" epoch wall {r['wall']:.0f} s (process wall {time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
-    (a.results / "cost.json").write_text(json.dumps(rows, indent=1))
-    for itm in ("random", "mine-c16", "mine-c8"):
+    (a.results / f"cost-{int(time.time())}.json").write_text(json.dumps(rows, indent=1))
+    for itm in ("random", "mine-c16", "mine-c8", "mine-c4"):
         for vqa in ("vqa-10k", "vqa-30k"):
             if itm in rows and vqa in rows:
                 ratio = rows[itm]["train_cpu"] / rows[vqa]["train_cpu"]

@@ -8,8 +8,8 @@ the non-matching captions and images; from it on, every `mine_every` epochs the 
 net scores, in eval mode, `candidates` random non-matching captions per image and
 images per caption and keeps the `top_k` highest, from which the triples draw (the
 epochs between reuse the lists). Random by default because, on `shapes`, mining from the
-first epoch never leaves chance and mining after a warm-up costs ~40 % of an epoch for a
-gain within seed noise (docs/results.md, "Image-text matching").
+first epoch never leaves chance and mining after a warm-up costs 30-60 % of an epoch's CPU
+(4-16 candidates) for a gain within seed noise (docs/results.md, "Image-text matching").
 
 Losses (`loss = ...`, `itm_loss`):
 
