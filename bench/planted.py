@@ -418,14 +418,18 @@ def report(spaces: Sequence[Space], results: Path, seeds: Sequence[int]) -> str:
     return "\n".join(out)
 
 
-def write_doc(doc: Path, block: str) -> None:
-    """Put the generated block into `doc` between the markers, keeping the rest."""
+def write_doc(
+    doc: Path, block: str, markers: tuple[str, str] = (BEGIN, END), heading: str = ""
+) -> None:
+    """Put the generated block (which starts and ends with `markers`) into `doc` between
+    them, keeping the rest; appended under `heading` when the markers are not there yet."""
+    begin, end = markers
     text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Planted tasks\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
+        text = text.rstrip("\n") + "\n\n" + heading + block + "\n"
     doc.write_text(text, encoding="utf-8")
 
 

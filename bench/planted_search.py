@@ -502,14 +502,8 @@ def report(spaces: Sequence[bp.Space], results: Path, seeds: Sequence[int]) -> s
 
 
 def write_doc(doc: Path, block: str) -> None:
-    """Put the block between the markers of `doc` (appended under a new heading if absent)."""
-    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## Does the search find it?\n\n" + block + "\n"
-    doc.write_text(text, encoding="utf-8")
+    """Put the block between this bench's markers of `doc` (bench/planted.py's writer)."""
+    bp.write_doc(doc, block, (BEGIN, END), heading="## Does the search find it?\n\n")
 
 
 # --------------------------------------------------------------------------------- main

@@ -233,7 +233,7 @@ class StoreWriter:
     def commit(self) -> None:
         """Move the finished store into place (atomic rename, then the folder is synced)."""
         os.replace(self._tmp, self.path)
-        _fsync(self.path.parent)
+        fsync(self.path.parent)
 
     def discard(self) -> None:
         """Remove the temporary file (an uncommitted or failed store)."""
@@ -258,12 +258,13 @@ class StoreWriter:
         check_file(f, str(self.path), check_features=False)
         f.flush()
         f.close()
-        _fsync(self._tmp)
+        fsync(self._tmp)
         if self.auto_commit:
             self.commit()
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Flush a file or folder to disk, so a replace that follows survives a crash."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 from mmnasdsl.data.kinds import DATA_KINDS, DataKind, register_kind
-from mmnasdsl.data.store import FORMAT_VERSION, STR, first_nonfinite
+from mmnasdsl.data.store import FORMAT_VERSION, STR, first_nonfinite, fsync
 from mmnasdsl.lang.errors import DataError
 
 if TYPE_CHECKING:
@@ -124,19 +124,9 @@ class TapWriter:
         check_taps_file(f, str(self.path), check_values=False)
         f.flush()
         f.close()
-        _fsync(self._tmp)
+        fsync(self._tmp)
         os.replace(self._tmp, self.path)
-        _fsync(self.path.parent)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
+        fsync(self.path.parent)
 
 
 # ----------------------------------------------------------------------------- checking

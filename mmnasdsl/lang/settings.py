@@ -159,7 +159,22 @@ InputSettings = WordsInput | ObjectsInput
 INPUT_KINDS: dict[str, type[Settings]] = {"words": WordsInput, "objects": ObjectsInput}
 
 
-class SearchSettings(Settings):
+class RunCompute(Settings):
+    """How a run's steps compute, shared by `search { }` and `train { }`."""
+
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="arithmetic of the forward: bf16 (CPU or CUDA) or fp16 (CUDA, with a "
+        "gradient scaler) run the matmuls under torch.autocast; weights stay fp32",
+    )
+    checkpoint: bool = Field(
+        False,
+        description="per-block activation checkpointing: keep only each block's input and "
+        "recompute the rest in the backward (less memory, one more forward per step)",
+    )
+
+
+class SearchSettings(RunCompute):
     """`search { ... }`: Algorithm 1's schedule (paper §4; REFERENCE.md "Search")."""
 
     warmup: int = Field(
@@ -187,16 +202,6 @@ class SearchSettings(Settings):
         "all of them (the reference's)",
     )
     clip: float = Field(1.0, gt=0, le=MAX_CLIP, description="gradient-norm clip of W")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32",
-        description="arithmetic of the forward: bf16 (CPU or CUDA) or fp16 (CUDA, with a "
-        "gradient scaler) run the matmuls under torch.autocast; weights stay fp32",
-    )
-    checkpoint: bool = Field(
-        False,
-        description="per-block activation checkpointing: keep only each block's input and "
-        "recompute the rest in the backward (less memory, one more forward per step)",
-    )
     prior: str | tuple[str, ...] | None = Field(
         None,
         description="a concrete net to start θ from: a .mmnas file (relative to this spec), "
@@ -239,7 +244,7 @@ class SearchSettings(Settings):
         return v
 
 
-class TrainSettings(Settings):
+class TrainSettings(RunCompute):
     """`train { ... }`: the final training schedule (REFERENCE.md "Final training")."""
 
     epochs: int = Field(13, ge=1, le=MAX_EPOCHS, description="training epochs")
@@ -253,16 +258,6 @@ class TrainSettings(Settings):
     )
     decay: float = Field(0.2, gt=0, le=1, description="lr factor at each decay_at epoch")
     clip: float = Field(1.0, gt=0, le=MAX_CLIP, description="gradient-norm clip")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32",
-        description="arithmetic of the forward: bf16 (CPU or CUDA) or fp16 (CUDA, with a "
-        "gradient scaler) run the matmuls under torch.autocast; weights stay fp32",
-    )
-    checkpoint: bool = Field(
-        False,
-        description="per-block activation checkpointing: keep only each block's input and "
-        "recompute the rest in the backward (less memory, one more forward per step)",
-    )
 
 
 class DataSettings(Settings):
