@@ -171,7 +171,7 @@ def test_guide_cycles_in_many_stacks_are_found_once_each() -> None:
     ("edit", "fragment"),
     [
         (("lr = 0.002", "lr = 1e999"), "invalid 'lr': inf"),
-        (("theta_lr = 0.1", "theta_lr = 1e309"), "invalid 'theta_lr': inf"),
+        (("theta_lr = 0.3", "theta_lr = 1e309"), "invalid 'theta_lr': inf"),
         (("lr = 0.001", "lr = -1e999"), "invalid 'lr'"),
         (("batch = 64\n  lr = 0.002", "batch = 100000000000000000\n  lr = 0.002"), "batch"),
         (("batch = 64\n  lr = 0.001", "batch = 100000000000000000000000\n  lr = 0.001"), "integer"),
