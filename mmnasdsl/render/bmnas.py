@@ -28,11 +28,13 @@ import graphviz
 
 from mmnasdsl.lang.errors import MmnasError
 from mmnasdsl.render.diagram import (
+    CLUSTER_STYLE,
     DRAWERS,
     EDGE_COLOURS,
     _plain_label,
     _space_text,
     _table,
+    node_id,
     op_colour,
     tint,
 )
@@ -86,18 +88,11 @@ class FusionDrawer:
         self.theta = theta or {}
 
     def nid(self, node: str) -> str:
-        return f"s{self.k}.{node.replace(':', '.')}"
+        return node_id(self.k, node)
 
     def draw(self, dot: graphviz.Digraph) -> None:
         with dot.subgraph(name=f"cluster_s{self.k}") as c:
-            c.attr(
-                label=self._title(),
-                labelloc="b",
-                fontsize="18",
-                style="rounded",
-                color="#999999",
-                margin="12",
-            )
+            c.attr(label=self._title(), **CLUSTER_STYLE)
             self._inputs(c)
             for node, attrs in self.g.nodes(data=True):
                 if attrs.get("kind") == "cell":

@@ -73,6 +73,23 @@ INSTALL_HINT = (
 )
 
 
+# One spec's cluster in a figure, whatever its space kind; labelloc "b" puts the title on
+# top, as rankdir=BT turns the cluster upside down.
+CLUSTER_STYLE = {
+    "labelloc": "b",
+    "fontsize": "18",
+    "style": "rounded",
+    "color": "#999999",
+    "margin": "12",
+}
+
+
+def node_id(k: int, node: str) -> str:
+    """A DOT-safe id of a graph node in the k-th spec's cluster: graphviz reads `a:b` in an
+    edge as node a, port b."""
+    return f"s{k}.{node.replace(':', '.')}"
+
+
 class GraphLike(Protocol):
     """What render reads of a `mmnasdsl.graph.SupernetGraph` (kept small for tests)."""
 
@@ -258,20 +275,12 @@ class _Drawer:
         self.theta = dict(zip(blocks, theta, strict=True)) if theta is not None else {}
 
     def nid(self, node: str) -> str:
-        """A DOT-safe id: graphviz reads `a:b` in an edge as node a, port b."""
-        return f"s{self.k}.{node.replace(':', '.')}"
+        return node_id(self.k, node)
 
     def draw(self, dot: graphviz.Digraph) -> None:
         with dot.subgraph(name=f"cluster_s{self.k}") as c:
             # labelloc "b" puts the title on top: rankdir=BT turns the cluster upside down
-            c.attr(
-                label=self._title(),
-                labelloc="b",
-                fontsize="18",
-                style="rounded",
-                color="#999999",
-                margin="12",
-            )
+            c.attr(label=self._title(), **CLUSTER_STYLE)
             self._columns(c)
             self._loose_nodes(c)
         self._edges(dot)
