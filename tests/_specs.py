@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 
 from mmnasdsl.lang.kinds import declared_kind
 
@@ -51,3 +54,14 @@ def expected_errors(path: Path) -> list[tuple[int, int, str]]:
             break
         out.append((int(m.group(1)), int(m.group(2)), m.group(3)))
     return out
+
+
+def load_bench(name: str) -> ModuleType:
+    """bench/<name>.py imported as module `bench_<name>` (bench/ is no package); registered in
+    sys.modules so its dataclasses and pickles resolve."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

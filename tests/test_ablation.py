@@ -3,13 +3,12 @@ results are recorded once, a rerun skips them, and the tables land in the markdo
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from _specs import load_bench
 
 import mmnasdsl
 from mmnasdsl.lang.settings import model_settings
@@ -17,18 +16,9 @@ from mmnasdsl.lang.settings import model_settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_ablation", ROOT / "bench" / "ablation.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return load_bench()
+    return load_bench("ablation")
 
 
 def test_cells_are_generated_from_the_base_spec(bench: ModuleType) -> None:

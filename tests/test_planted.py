@@ -7,9 +7,7 @@ question, and neither the question alone nor the scene alone tells it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +16,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _specs import load_bench
 
 import mmnasdsl
 from mmnasdsl.cli import main
@@ -259,18 +258,9 @@ def test_cli_data_planted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 # ---------------------------------------------------------------------------- bench
 
 
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_planted", ROOT / "bench" / "planted.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return load_bench()
+    return load_bench("planted")
 
 
 def test_bench_enumerates_the_spaces(bench: ModuleType) -> None:
@@ -372,14 +362,8 @@ def test_the_search_picks_the_planted_op(tmp_path_factory: pytest.TempPathFactor
 
 
 def load_bench_search() -> ModuleType:
-    load_bench()  # bench/planted_search.py imports bench/planted.py as `planted`
-    path = ROOT / "bench" / "planted_search.py"
-    spec = importlib.util.spec_from_file_location("bench_planted_search", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    load_bench("planted")  # bench/planted_search.py imports bench/planted.py as `planted`
+    return load_bench("planted_search")
 
 
 def test_bench_search_reads_history_and_draws_seeded_random_nets() -> None:
