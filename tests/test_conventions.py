@@ -47,6 +47,52 @@ def test_reference_layernorm_by_hand() -> None:
     assert torch.allclose(make_norm(4)(X), want, atol=1e-7)
 
 
+def composite_reference_norm(ln: ReferenceLayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """The reference's formula as plain tensor ops (what autograd would differentiate)."""
+    mean, std = x.mean(-1, keepdim=True), x.std(-1, keepdim=True)
+    return ln.weight * (x - mean) / (std + ln.eps) + ln.bias
+
+
+def test_reference_layernorm_backward_matches_autograd_of_the_formula() -> None:
+    """The hand-written backward gives autograd's gradients of the formula (float64,
+    random scale and shift, batch dims), and passes torch's numerical gradcheck."""
+    torch.manual_seed(0)
+    ln = ReferenceLayerNorm(7).double()
+    with torch.no_grad():
+        ln.weight.normal_()
+        ln.bias.normal_()
+    x = (3 * torch.randn(2, 5, 7, dtype=torch.float64)).requires_grad_()
+    dy = torch.randn(2, 5, 7, dtype=torch.float64)
+    got = [ln(x), *torch.autograd.grad(ln(x), (x, ln.weight, ln.bias), dy)]
+    ref = composite_reference_norm(ln, x)
+    want = [ref, *torch.autograd.grad(ref, (x, ln.weight, ln.bias), dy)]
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g.to(w.dtype), w, atol=1e-10), (g - w).abs().max()
+    small = ReferenceLayerNorm(4).double()
+    xs = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(small, (xs,))
+
+
+def test_reference_layernorm_constant_row_has_finite_gradient() -> None:
+    """A constant row (std 0): output b, gradient finite (the formula's autograd gives NaN)."""
+    x = torch.full((1, 4), 2.5, requires_grad=True)
+    ln = ReferenceLayerNorm(4)
+    y = ln(x)
+    y.sum().backward()
+    assert torch.equal(y.detach(), torch.zeros(1, 4))
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_reference_layernorm_runs_in_fp32_under_bf16_autocast() -> None:
+    """Like torch's layer_norm under autocast: statistics in fp32, an fp32 output."""
+    x = torch.randn(3, 8).bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = ReferenceLayerNorm(8)(x)
+    assert y.dtype == torch.float32
+    y.sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.bfloat16
+
+
 def test_standard_layernorm_by_hand() -> None:
     """`norm = standard`: (x - mean) / sqrt(var + 1e-5) with the biased variance 14 / 4."""
     root = math.sqrt(14 / 4 + 1e-5)
