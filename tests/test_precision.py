@@ -19,6 +19,7 @@ from mmnasdsl.lang.errors import UsageError
 from mmnasdsl.lang.settings import search_settings, train_settings
 from mmnasdsl.search import SearchJob, run_search
 from mmnasdsl.train.loop import w_step
+from mmnasdsl.train import precision
 from mmnasdsl.train.precision import Amp
 from mmnasdsl.train.progress import NullReporter
 from mmnasdsl.train.trainer import Trainer, TrainJob
@@ -120,6 +121,19 @@ def test_fp16_on_a_cpu_is_refused() -> None:
     with pytest.raises(UsageError, match="fp16 needs a CUDA device"):
         Amp("fp16", CPU)
     Amp("bf16", CPU)  # bf16 is fine on a CPU
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_is_warned_about(
+    native: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Emulated bf16 is several times slower than fp32: the run says so before it starts."""
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    with caplog.at_level("WARNING", logger="mmnasdsl"):
+        Amp("bf16", CPU)
+        Amp("fp32", CPU)
+    slow = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+    assert len(slow) == (0 if native else 1)
 
 
 def grads(

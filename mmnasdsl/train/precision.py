@@ -5,13 +5,16 @@ matmul-heavy ops (linear, bmm, scaled_dot_product_attention, the LSTM) in the lo
 precision and keeps softmax, LayerNorm and the losses in fp32. bf16 has fp32's exponent
 range, so it needs no loss scaling; fp16 does, and only CUDA runs it (CPU autocast has no
 fp16 kernels worth using), so fp16 on a CPU is refused rather than silently slow.
-Why bf16 on CPU at all: this machine's avx512_bf16 runs a 2048² bf16 matmul at ~2x the
-fp32 rate (docs/performance.md).
+Why bf16 on CPU at all: a CPU with avx512_bf16 (or AMX) runs a 2048² bf16 matmul at ~2x
+the fp32 rate. One without them (AVX2 only) emulates bf16 and runs matmuls 4-10x *slower*
+than fp32 (docs/performance.md), so a bf16 run there is allowed (its numbers are still
+bf16's) but warned about once, before hours are spent on it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Literal
 
@@ -21,6 +24,26 @@ from mmnasdsl.lang.errors import UsageError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+log = logging.getLogger("mmnasdsl")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN finds bf16 instructions (avx512_bf16, AMX) on this CPU."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
+def slow_precision_warning(precision: str, device: torch.device) -> str | None:
+    """Why `precision` on `device` will run slower than fp32, or None."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        cap = torch.backends.cpu.get_cpu_capability()
+        return (
+            f"precision bf16 on a CPU without native bf16 (torch CPU capability {cap}, no "
+            "avx512_bf16/AMX): bf16 is emulated and runs several times slower than fp32 here"
+        )
+    return None
 
 
 def check_precision(precision: str, device: torch.device) -> None:
@@ -62,6 +85,9 @@ class Amp:
         self.device = device or torch.device("cpu")
         check_precision(precision, self.device)
         self.scaler = grad_scaler(precision, self.device)
+        slow = slow_precision_warning(precision, self.device)
+        if slow:
+            log.warning(slow)
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         return autocast(self.precision, self.device)
