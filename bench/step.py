@@ -18,7 +18,12 @@ decoder blocks over {SA, RSA, GA, FFN}), batch 64, 14 words, 100 objects of 2048
   candidates are drawn from α (uniform: α = 0 here) whatever `--arch` says.
 - `--precision fp32 bf16`: every precision runs on the same supernet in one process, the
   steps alternating between precisions (W: p1 p2 p1 p2 ..., then θ likewise), so their
-  ratio is measured under the same load. bf16 = torch.autocast (mmnasdsl.train.precision).
+  ratio is measured under the same load. bf16 = torch.autocast (mmnasdsl.train.precision);
+  `tf32` (CUDA only) = fp32 weights and activations with TF32 matmuls allowed.
+- `--device cuda` runs the same bench on the GPU (TF32 off for `fp32`, on for `tf32`),
+  synchronising before every clock read, and reports the peak of
+  `torch.cuda.max_memory_allocated` per record (`peak_gpu_mem_gb`). Without a GPU it says
+  so and exits with status 2; CI never runs it.
 - Peak: the best of several (N x N) @ (N x N) matmuls (N = 2048) in each precision at the
   same thread count, timed in the same process before each width and at the end; the
   highest is used, so a share is of that precision's own peak.
@@ -80,19 +85,55 @@ head vqa(answers = 3129, loss = bce)
 VOCAB, ANSWERS, WORDS, OBJECTS = 20000, 3129, 14, 100
 
 
-def matmul_peak(n: int, repeats: int, precision: str = "fp32") -> float:
+PRECISIONS = ("fp32", "tf32", "bf16")  # the bench's variants; tf32 is CUDA's fp32 with TF32
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so a clock read after it times that work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def check_device(device: torch.device, precisions: list[str]) -> str | None:
+    """Why this bench cannot run as asked (no GPU, TF32 on a CPU), or None."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return "--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)"
+    if device.type != "cuda" and "tf32" in precisions:
+        return "--precision tf32 is a CUDA setting (TF32 matmuls); on a CPU use fp32 or bf16"
+    return None
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: torch.device) -> Iterator[None]:
+    """The arithmetic of one variant: autocast for bf16; on CUDA, TF32 matmuls only for
+    `tf32` (torch's default would silently turn them on or off by version)."""
+    if device.type == "cuda":
+        allow = precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = allow
+        torch.backends.cudnn.allow_tf32 = allow
+    with autocast("fp32" if precision == "tf32" else precision, device):
+        yield
+
+
+def matmul_peak(
+    n: int, repeats: int, precision: str = "fp32", device: torch.device | None = None
+) -> float:
     """Best GFLOP/s of an n x n matmul in `precision` at the current thread count, over
     `a @ b` and `F.linear(a, b)` (= a @ bᵀ, what nn.Linear runs): on a CPU without native
     bf16 the two take very different kernels (0.2 vs 2.4 GFLOP/s in bf16 seen here)."""
+    device = device or torch.device("cpu")
     dtype = DTYPES.get(precision, torch.float32)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
     best = float("inf")
-    for f in (lambda: a @ b, lambda: torch.nn.functional.linear(a, b)):
-        f()
-        for _ in range(repeats):
-            t = time.perf_counter()
+    with precision_context(precision, device):
+        for f in (lambda: a @ b, lambda: torch.nn.functional.linear(a, b)):
             f()
-            best = min(best, time.perf_counter() - t)
+            for _ in range(repeats):
+                sync(device)
+                t = time.perf_counter()
+                f()
+                sync(device)
+                best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
 
 
@@ -109,11 +150,14 @@ def cpu_flags() -> list[str]:
     return []
 
 
-def make_batch(batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+def make_batch(
+    batch: int, gen: torch.Generator, device: torch.device | None = None
+) -> dict[str, torch.Tensor]:
+    """A random batch of the paper's sizes (drawn on the CPU, so every device sees the same)."""
     words = torch.randint(2, VOCAB, (batch, WORDS), generator=gen)
     xy = torch.rand(batch, OBJECTS, 2, generator=gen) * 500
     boxes = torch.cat([xy, xy + 10 + torch.rand(batch, OBJECTS, 2, generator=gen) * 200], -1)
-    return {
+    out = {
         "words": words,
         "words_mask": words != 0,
         "objects": torch.randn(batch, OBJECTS, 2048, generator=gen),
@@ -121,6 +165,7 @@ def make_batch(batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         "boxes": boxes,
         "answer_scores": (torch.rand(batch, ANSWERS, generator=gen) > 0.999).float(),
     }
+    return {k: v.to(device or "cpu") for k, v in out.items()}
 
 
 # The two paths the issue pins (docs/performance.md), as indices into the pools above:
@@ -146,9 +191,10 @@ class Bench:
     gen: torch.Generator
     arch: str = "sample"
     precision: str = "fp32"
+    device: torch.device = torch.device("cpu")
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return autocast(self.precision, torch.device("cpu"))
+        return precision_context(self.precision, self.device)
 
     def set_w_routes(self) -> None:
         if self.arch == "sample":
@@ -166,11 +212,13 @@ class Bench:
         params = [p for p in self.net.parameters() if p.grad is not None]
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         self.w_opt.step()
+        sync(self.device)
         return self.net.arch
 
     def theta_step(self) -> list[int]:
         """`OneShotSearcher.learn`: two candidates per block, α's gradients only."""
         self.searcher.learn(theta_batch(self.net, self.batch, autocast=self.autocast), self.gen)
+        sync(self.device)
         return self.net.arch  # the active candidate of each block
 
     def time_w(self, n: int) -> list[float]:
@@ -181,19 +229,26 @@ class Bench:
 
 
 def make_bench(
-    d: int, batch_size: int, arch: str = "sample", precision: str = "fp32", estimator: str = "two"
+    d: int,
+    batch_size: int,
+    arch: str = "sample",
+    precision: str = "fp32",
+    estimator: str = "two",
+    device: torch.device | None = None,
 ) -> Bench:
-    """The bench's supernet at width d with a random batch (seeded)."""
+    """The bench's supernet at width d with a random batch (seeded), on `device`."""
+    device = device or torch.device("cpu")
     spec = parse(SPEC, "bench")
-    gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    net = build_model(spec, vocab_size=VOCAB, num_answers=ANSWERS, d_model=d)
+    net = build_model(spec, vocab_size=VOCAB, num_answers=ANSWERS, d_model=d).to(device)
     assert isinstance(net, Supernet)
     net.train()
     w_opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9, fused=True)
     settings = SearchSettings(estimator=estimator)  # type: ignore[arg-type]
-    searcher = OneShotSearcher(space_of(spec), settings, seed=0)
-    return Bench(net, w_opt, searcher, make_batch(batch_size, gen), gen, arch, precision)
+    searcher = OneShotSearcher(space_of(spec), settings, seed=0).to(device)
+    batch = make_batch(batch_size, torch.Generator().manual_seed(0), device)
+    gen = torch.Generator(device=device).manual_seed(0)  # paths are drawn where α lives
+    return Bench(net, w_opt, searcher, batch, gen, arch, precision, device)
 
 
 def timed(step: Callable[[], list[int]], n: int) -> tuple[list[float], list[list[int]]]:
@@ -251,6 +306,12 @@ def rsa_unbatched(on: bool) -> Iterator[None]:
         rsa.prepare = saved  # type: ignore[method-assign]
 
 
+def gpu_reset(device: torch.device) -> None:
+    """Start a fresh CUDA memory peak (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def bench_cases(b: Bench, graph: Any, steps: int, variants: list[str]) -> list[dict]:
     """W and θ steps of one (width, arch) in each variant (a precision, `+unbatched` for
     RSA's per-block masks), alternating variants step by step after one warm-up step each;
@@ -264,6 +325,7 @@ def bench_cases(b: Bench, graph: Any, steps: int, variants: list[str]) -> list[d
         recs[v].update(rsa_batched="+unbatched" not in v, variant=v, peak_rss_gb=0.0)
         recs[v]["checkpoint"] = b.net.checkpoint
         recs[v]["estimator"] = b.searcher.settings.estimator
+        recs[v]["device"] = b.device.type
     for name in ("w_step", "theta_step"):
         runs: dict[str, tuple[list[float], list[list[int]]]] = {v: ([], []) for v in variants}
         phase_rss: dict[str, float] = {}  # W steps run first: their peak is the W step's
@@ -271,9 +333,13 @@ def bench_cases(b: Bench, graph: Any, steps: int, variants: list[str]) -> list[d
             for v in variants:
                 b.precision = recs[v]["precision"]
                 step = b.w_step if name == "w_step" else b.theta_step
+                gpu_reset(b.device)
                 with sampler.watch() as seen, rsa_unbatched(not recs[v]["rsa_batched"]):
                     times, archs = timed(step, 1)
                 recs[v]["peak_rss_gb"] = max(recs[v]["peak_rss_gb"], seen["peak_gb"])
+                if b.device.type == "cuda":
+                    gpu = torch.cuda.max_memory_allocated(b.device) / 1024**3
+                    recs[v]["peak_gpu_mem_gb"] = max(recs[v].get("peak_gpu_mem_gb", 0.0), gpu)
                 phase_rss[v] = max(phase_rss.get(v, 0.0), seen["peak_gb"])
                 if i > 0:  # step 0 is the warm-up: allocator, Adam state
                     runs[v][0].extend(times)
@@ -335,7 +401,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="samples per step (default 64)")
     ap.add_argument("--widths", type=int, nargs="+", default=[512, 256])
     ap.add_argument("--arch", nargs="+", choices=("mcan", "rsa", "sample"), default=["sample"])
-    ap.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32"])
+    ap.add_argument(
+        "--precision", nargs="+", choices=PRECISIONS, default=["fp32"], help="tf32: CUDA only"
+    )
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument(
+        "--peak-size", type=int, default=None, help="n of the n x n peak matmuls (default 2048)"
+    )
     ap.add_argument("--checkpoint", action="store_true", help="per-block activation checkpointing")
     ap.add_argument(
         "--estimator", choices=("two", "full"), default="two", help="θ step: two or all candidates"
@@ -347,10 +419,15 @@ def main() -> None:
     )
     ap.add_argument("--json", default=None, help="also write the results to this file")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    problem = check_device(device, args.precision)
+    if problem:
+        ap.exit(2, f"bench/step.py: {problem}\n")
     torch.set_num_threads(args.threads)
     batch = args.batch or (16 if args.quick else 64)
     steps = args.steps or 2
     peak_n, peak_reps = (1024, 5) if args.quick else (2048, 10)
+    peak_n = args.peak_size or peak_n
     info = {
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
@@ -360,25 +437,29 @@ def main() -> None:
         "threads": args.threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_before": os.getloadavg(),
+        "device": args.device,
     }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
     print(
         f"{info['cpu']}, {info['nproc']} cpus, torch {info['torch']}, {args.threads} threads, "
         f"OMP_WAIT_POLICY={info['omp_wait_policy']}, flags {' '.join(info['cpu_flags'])}, "
         f"torch CPU capability {info['cpu_capability']}"
+        + (f", GPU {info['gpu']}" if "gpu" in info else "")
     )
     samples: dict[str, list[float]] = {p: [] for p in args.precision}
     results: list[dict] = []
 
     def sample_peaks() -> None:
         for p in args.precision:
-            samples[p].append(matmul_peak(peak_n, peak_reps, p))
+            samples[p].append(matmul_peak(peak_n, peak_reps, p, device))
 
     spec = parse(SPEC, "bench")
     for d in args.widths:
         sample_peaks()
         graph = build_graph(spec, vocab_size=VOCAB, num_answers=ANSWERS, d_model=d)
         for arch in args.arch:
-            b = make_bench(d, batch, arch, estimator=args.estimator)
+            b = make_bench(d, batch, arch, estimator=args.estimator, device=device)
             b.net.checkpoint = args.checkpoint
             variants = list(args.precision)
             if args.unbatched_too:
