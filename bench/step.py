@@ -57,7 +57,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -191,7 +191,7 @@ class Bench:
     gen: torch.Generator
     arch: str = "sample"
     precision: str = "fp32"
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return precision_context(self.precision, self.device)

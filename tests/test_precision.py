@@ -18,8 +18,8 @@ from mmnasdsl.compile.supernet import Leg, Supernet
 from mmnasdsl.lang.errors import UsageError
 from mmnasdsl.lang.settings import search_settings, train_settings
 from mmnasdsl.search import SearchJob, run_search
-from mmnasdsl.train.loop import w_step
 from mmnasdsl.train import precision
+from mmnasdsl.train.loop import w_step
 from mmnasdsl.train.precision import Amp
 from mmnasdsl.train.progress import NullReporter
 from mmnasdsl.train.trainer import Trainer, TrainJob
