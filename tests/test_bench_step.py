@@ -18,11 +18,12 @@ import torch
 from tests._specs import ROOT
 
 STEP = ROOT / "bench" / "step.py"
+REFERENCE_STEP = ROOT / "bench" / "reference_step.py"
 
 
-def run_step(*args: str) -> subprocess.CompletedProcess[str]:
+def run_step(*args: str, script: Path = STEP) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(STEP), *args],
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -66,4 +67,12 @@ def test_tf32_on_a_cpu_is_refused_cleanly() -> None:
     r = run_step("--precision", "tf32", "--widths", "32", "--batch", "2")
     assert r.returncode == 2
     assert "CUDA setting" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_reference_bench_without_a_snapshot_says_so(tmp_path: Path) -> None:
+    """The reference's harness needs a snapshot of MILVLG/mmnas (never shipped here)."""
+    r = run_step("--mmnas", str(tmp_path), script=REFERENCE_STEP)
+    assert r.returncode == 2
+    assert "no mmnas snapshot" in r.stderr
     assert "Traceback" not in r.stderr
