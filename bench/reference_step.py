@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from step import RssSampler, cpu_flags  # bench/step.py (run from the repository root)
+from step import RssSampler, cpu_flags, positive  # bench/step.py (run from the repository root)
 
 TOKENS, ANSWERS, WORDS, OBJECTS, IMAGE = 20000, 3129, 14, 100, 500
 # The reference's op names and the two paths of issue 16, per block of encoder and decoder.
@@ -239,9 +239,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mmnas", type=Path, required=True, help="a snapshot of MILVLG/mmnas")
     ap.add_argument("--arch", choices=tuple(PATHS), default="mcan")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=2, help="timed W steps after one warm-up")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=positive, default=64)
+    ap.add_argument("--steps", type=positive, default=2, help="timed W steps after one warm-up")
+    ap.add_argument("--threads", type=positive, default=2)
     ap.add_argument("--seed", type=int, default=0, help="seed of the random batch")
     ap.add_argument("--json", default=None, help="also write the result to this file")
     ap.add_argument("--commit", default=None, help="the snapshot's commit (an archive has no git)")

@@ -88,6 +88,17 @@ VOCAB, ANSWERS, WORDS, OBJECTS = 20000, 3129, 14, 100
 PRECISIONS = ("fp32", "tf32", "bf16")  # the bench's variants; tf32 is CUDA's fp32 with TF32
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a size, a count), else a clean error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def sync(device: torch.device) -> None:
     """Wait for the device's queued work, so a clock read after it times that work."""
     if device.type == "cuda":
@@ -396,17 +407,17 @@ def report(results: list[dict], peaks: dict[str, float]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="batch 16, 2 steps, smaller peak test")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per kind")
-    ap.add_argument("--batch", type=int, default=None, help="samples per step (default 64)")
-    ap.add_argument("--widths", type=int, nargs="+", default=[512, 256])
+    ap.add_argument("--threads", type=positive, default=2)
+    ap.add_argument("--steps", type=positive, default=None, help="timed steps per kind")
+    ap.add_argument("--batch", type=positive, default=None, help="samples per step (default 64)")
+    ap.add_argument("--widths", type=positive, nargs="+", default=[512, 256])
     ap.add_argument("--arch", nargs="+", choices=("mcan", "rsa", "sample"), default=["sample"])
     ap.add_argument(
         "--precision", nargs="+", choices=PRECISIONS, default=["fp32"], help="tf32: CUDA only"
     )
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument(
-        "--peak-size", type=int, default=None, help="n of the n x n peak matmuls (default 2048)"
+        "--peak-size", type=positive, default=None, help="n of the n x n peak matmuls (2048)"
     )
     ap.add_argument("--checkpoint", action="store_true", help="per-block activation checkpointing")
     ap.add_argument(

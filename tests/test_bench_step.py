@@ -76,3 +76,11 @@ def test_reference_bench_without_a_snapshot_says_so(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "no mmnas snapshot" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["--peak-size", "--batch", "--steps", "--widths", "--threads"])
+def test_a_size_below_one_is_refused_cleanly(flag: str) -> None:
+    r = run_step(flag, "-3")
+    assert r.returncode == 2
+    assert "whole number >= 1" in r.stderr
+    assert "Traceback" not in r.stderr
